@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Benchmarks/run.sh — end-to-end throughput and latency of the authorize path, against the
+# machine's own limits measured in the same run, printed as one table.
+#
+#   Benchmarks/run.sh [--commands N] [--seconds S] [--http-connections C]
+#
+# Runs on the local stack (deploy/local/up.sh; started here if it is not up). Measures:
+#   1. pgbench: the authorize transaction's SQL (inbox claim, payment insert, outbox insert,
+#      inbox outcome) on the same PostgreSQL, 8 clients, prepared statements — the database's
+#      ceiling for this work;
+#   2. the raw broker: persistent messages to a quorum queue, publish with confirms, then consume;
+#   3. authorize over AMQP: publish payment.create with confirms until its outcome event arrives;
+#   4. authorize over HTTP: POST /api/v1/payments with wrk, waiting for the outcome (201).
+# No timing is asserted anywhere: the table reports rates and ratios.
+set -euo pipefail
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+commands=5000 seconds=15 http_connections=32
+while (($#)); do
+  case "$1" in
+    --commands) commands=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --http-connections) http_connections=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+http_port=${PAYFLEET_HTTP_PORT:-8080}
+export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:5672/%2F}
+export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:5432/payfleet}
+export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:6379/0}
+pg_port=$(sed -E 's#.*:([0-9]+)/[^/]*$#\1#' <<<"$PAYFLEET_DATABASE_URL")
+pgbin=/usr/lib/postgresql/15/bin
+
+section() { printf '\n== %s\n' "$*" >&2; }
+
+if ! curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; then
+  section "starting the local stack (deploy/local/up.sh)"
+  deploy/local/up.sh >&2
+fi
+command -v wrk >/dev/null || { section "installing wrk"; apt-get install -y -qq wrk >&2 || { apt-get update -qq && apt-get install -y -qq wrk >&2; }; }
+swift build -c release --product payfleet-bench >&2
+bench=$(swift build -c release --show-bin-path)/payfleet-bench
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+section "1/4 pgbench: the authorize transaction, 8 clients, ${seconds}s"
+export PGPASSWORD=payfleet
+psql_() { psql -h 127.0.0.1 -p "$pg_port" -U payfleet -d payfleet -v ON_ERROR_STOP=1 -q "$@"; }
+psql_ <<'SQL'
+DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox;
+CREATE TABLE bench_inbox (LIKE inbox INCLUDING ALL);
+CREATE TABLE bench_payments (LIKE payments INCLUDING ALL);
+CREATE TABLE bench_outbox (LIKE outbox INCLUDING ALL);
+SQL
+script=$(mktemp)
+cat >"$script" <<'SQL'
+\set n random(1, 9000000000000000000)
+BEGIN;
+INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash) VALUES ('mch_bench', :n, :n, 'payment.create', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60') ON CONFLICT DO NOTHING;
+INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at) VALUES ('pay_' || :n, 'mch_bench', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx', '{"mode":"balanced","channel":"stripe","strategy":"geographic","estimated_fee":59,"candidates":[{"channel":"stripe","total":1},{"channel":"paypal","total":0.12}],"excluded":[],"seed":1}', 59, 'succeeded', NULL, '{}', NULL, :n, 1, now(), now());
+INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n, 'payment.succeeded', 'payfleet.events', 'm.mch_bench.payment.succeeded', 'payment:' || :n, :n, '{"specversion":"1.0","id":"x","type":"payment.succeeded","source":"/payfleet/authorize","data":{"payment_no":"pay_x","amount":1000,"currency":"USD","status":"succeeded","version":1}}');
+UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.mch_bench.payment.succeeded', outcome_event = '{"id":"x"}' WHERE merchant_id = 'mch_bench' AND idempotency_key = :n::text;
+COMMIT;
+SQL
+pgbench_out=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
+rm -f "$script"
+pg_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_out" | head -1 | awk '{print $3}')
+pg_lat=$(grep -oE 'latency average = [0-9.]+' <<<"$pgbench_out" | awk '{print $4}')
+psql_ -c "DROP TABLE bench_inbox, bench_payments, bench_outbox"
+echo "pgbench: $pg_tps tx/s, average latency $pg_lat ms" >&2
+
+section "2/4 raw broker: quorum queue, persistent 300-byte messages"
+broker=$("$bench" broker --messages 30000)
+pub_rate=$(json "['publish_per_second']" <<<"$broker")
+con_rate=$(json "['consume_per_second']" <<<"$broker")
+echo "$broker" >&2
+
+section "3/4 authorize over AMQP: $commands commands, publish with confirms -> outcome event"
+merchant=$("$bench" merchant)
+merchant_id=$(json "['merchant_id']" <<<"$merchant")
+api_key=$(json "['api_key']" <<<"$merchant")
+amqp=$("$bench" authorize --commands "$commands" --merchant "$merchant_id")
+echo "$amqp" >&2
+amqp_rate=$(json "['per_second']" <<<"$amqp")
+amqp_p50=$(json "['p50_ms']" <<<"$amqp")
+amqp_p99=$(json "['p99_ms']" <<<"$amqp")
+
+section "4/4 authorize over HTTP: wrk, $http_connections connections, ${seconds}s"
+lua=$(mktemp --suffix .lua)
+cat >"$lua" <<EOF2
+local counter = 0
+local thread_id = 0
+local threads = {}
+function setup(thread) thread:set("tid", #threads + 1); table.insert(threads, thread) end
+function init(args) thread_id = tid or 0; math.randomseed(os.time() + thread_id) end
+request = function()
+  counter = counter + 1
+  local key = string.format("bench-%d-%d-%d-%d", os.time(), thread_id, math.random(1, 1000000000), counter)
+  local body = string.format('{"order_no":"%s","amount":1000,"currency":"USD","country":"US","pay_method":"card"}', key)
+  return wrk.format("POST", "/api/v1/payments", {["Authorization"] = "Bearer $api_key",
+    ["Content-Type"] = "application/json", ["Idempotency-Key"] = key}, body)
+end
+EOF2
+wrk_out=$(wrk -t2 -c"$http_connections" -d"${seconds}s" --latency -s "$lua" "http://127.0.0.1:$http_port" 2>&1)
+rm -f "$lua"
+echo "$wrk_out" >&2
+http_rate=$(grep -oE 'Requests/sec: +[0-9.]+' <<<"$wrk_out" | awk '{print $2}')
+to_ms() { python3 -c "import re,sys; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); print(float(m.group(1))*{'us':0.001,'ms':1,'s':1000}[m.group(2)] if m else 0)" "$1"; }
+http_p50=$(to_ms "$(awk '/ 50%/{print $2}' <<<"$wrk_out")")
+http_p99=$(to_ms "$(awk '/ 99%/{print $2}' <<<"$wrk_out")")
+http_errors=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' <<<"$wrk_out" | awk '{print $5}')
+
+python3 - "$pg_tps" "$pub_rate" "$con_rate" "$amqp_rate" "$amqp_p50" "$amqp_p99" "$http_rate" "$http_p50" "$http_p99" "${http_errors:-0}" <<'PY'
+import sys
+pg, pub, con, amqp, amqp50, amqp99, http, http50, http99, errors = sys.argv[1:]
+pg, pub, con, amqp, http = map(float, (pg, pub, con, amqp, http))
+rows = [
+    ("pgbench: authorize transaction (8 clients)", pg, "", "", "1.00 (baseline)"),
+    ("broker: publish with confirms (quorum)", pub, "", "", ""),
+    ("broker: consume + ack (quorum)", con, "", "", ""),
+    ("authorize over AMQP (confirm -> outcome event)", amqp, amqp50, amqp99, f"{amqp / pg:.2f} of pgbench"),
+    (f"authorize over HTTP (201 with outcome; non-2xx: {errors})", http, http50, http99, f"{http / pg:.2f} of pgbench"),
+]
+print()
+print(f"| {'measure':<58} | {'per second':>10} | {'p50 ms':>7} | {'p99 ms':>7} | {'ratio':<18} |")
+print(f"|{'-'*60}|{'-'*12}|{'-'*9}|{'-'*9}|{'-'*20}|")
+for name, rate, p50, p99, ratio in rows:
+    p50 = f"{float(p50):.1f}" if p50 else ""
+    p99 = f"{float(p99):.1f}" if p99 else ""
+    print(f"| {name:<58} | {rate:>10,.0f} | {p50:>7} | {p99:>7} | {ratio:<18} |")
+print(f"\nbroker ceiling for a consume-and-publish worker: about min(publish, consume)/2 = {min(pub, con) / 2:,.0f}/s")
+print(f"authorize over AMQP vs pgbench: {amqp / pg:.0%} (goal: at least 50%)")
+PY

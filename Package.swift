@@ -1,0 +1,85 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layout (see README "Architecture"):
+//   C shims -> one safe Swift wrapper each -> Payments (pure domain) -> Store/Fleet (runtime)
+//   -> Workers / Ingress -> executables of a few lines each.
+let package = Package(
+    name: "PayFleet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "payfleet", targets: ["payfleet"]),
+        .executable(name: "payfleet-ingress", targets: ["payfleet-ingress"]),
+        .executable(name: "payfleet-authorize", targets: ["payfleet-authorize"]),
+        .executable(name: "payfleet-bench", targets: ["payfleet-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+    ],
+    targets: [
+        // C clients from Debian, through pkg-config. Nothing above the Swift wrappers sees them.
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+
+        .target(name: "AMQP", dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")]),
+        // One dedicated thread per blocking C connection, bridged to async callers.
+        .target(name: "ConnectionThread"),
+        .target(name: "Postgres", dependencies: ["CLibPQ", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Redis", dependencies: ["CHiredis", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
+
+        // Pure domain: money, currencies, tiers, limits arithmetic, routing, fees, states. No I/O.
+        .target(name: "Payments", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+
+        // Persistence: migrations, SQL, Redis scripts.
+        .target(name: "Store", dependencies: ["Payments", "Postgres", "Redis",
+                                              .product(name: "Logging", package: "swift-log")]),
+
+        // The worker runtime every worker links.
+        .target(name: "Fleet", dependencies: [
+            "AMQP", "Postgres", "Redis", "Payments", "Store",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "Workers", dependencies: ["Fleet", "Store", "Payments"]),
+        .target(name: "Ingress", dependencies: [
+            "Fleet", "Store", "Payments",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
+        .executableTarget(name: "payfleet", dependencies: ["Fleet", "Store", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "payfleet-ingress", dependencies: ["Ingress", "Fleet"]),
+        .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet"]),
+
+        // Load generator of Benchmarks/run.sh (raw broker baseline, end-to-end over AMQP).
+        .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "Store", "Payments", "AMQP",
+                                                                 .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/PayFleetBench"),
+
+        // Shared test helpers (server URLs from the environment, subscribers, process spawning).
+        .target(name: "PayFleetTesting", dependencies: ["AMQP", "Postgres", "Redis", "Fleet", "Store"], path: "Tests/PayFleetTesting"),
+
+        // Unit tests: no servers.
+        .testTarget(name: "PaymentsTests", dependencies: ["Payments"]),
+        // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.
+        .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PayFleetTesting"]),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "PayFleetTesting"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Store", "Workers", "PayFleetTesting"]),
+        // End-to-end: spawns the real executables.
+        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments"]),
+    ]
+)

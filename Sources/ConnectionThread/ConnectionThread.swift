@@ -1,0 +1,113 @@
+import Foundation
+
+/// One dedicated OS thread that owns one blocking C connection (`State`) and runs jobs against
+/// it one at a time, in submission order.
+///
+/// Why: libpq and hiredis block in `read(2)`. Swift's cooperative pool has as many threads as
+/// cores (2 here), so a blocking call on it stalls every task in the process. Async callers
+/// hop onto this thread with `run(_:)` and are resumed through a continuation when the job is done.
+///
+/// `@unchecked Sendable` because: `state` (which holds the non-Sendable C handle) is read and
+/// written only on the thread this object starts, inside jobs and `teardown`; the job queue and
+/// flags are guarded by `condition`. Nothing else is mutable.
+///
+public final class ConnectionThread<State>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [(inout State) -> Void] = []
+    private var jobsHead = 0
+    private var stopping = false
+    private var finished = false
+    private var finishWaiters: [CheckedContinuation<Void, Never>] = []
+    private var state: State
+    private let teardown: (inout State) -> Void
+
+    /// - Parameters:
+    ///   - name: thread name (shows in debuggers and `top -H`).
+    ///   - state: the handle-owning state; from now on touched only on the new thread.
+    ///   - teardown: runs on the thread after the last job, e.g. to close the C handle.
+    public init(name: String, state: sending State, teardown: @escaping @Sendable (inout State) -> Void) {
+        self.state = state
+        self.teardown = teardown
+        let thread = Thread { [self] in self.loop() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Runs `body` on the connection thread and returns its result.
+    /// Throws `closedError` without running `body` once `shutdown()` was called.
+    public func run<T: Sendable>(
+        closedError: @autoclosure () -> any Error,
+        _ body: @escaping @Sendable (inout State) throws -> T
+    ) async throws -> T {
+        let closed = closedError()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let accepted = enqueue { state in
+                continuation.resume(with: Result { try body(&state) })
+            }
+            if !accepted { continuation.resume(throwing: closed) }
+        }
+    }
+
+    /// Stops accepting jobs. Jobs already queued still run, then `teardown`, then the thread exits.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// `shutdown()`, then waits until the thread has run its last job and `teardown`.
+    public func shutdownAndWait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            stopping = true
+            if finished {
+                condition.unlock()
+                continuation.resume()
+            } else {
+                finishWaiters.append(continuation)
+                condition.signal()
+                condition.unlock()
+            }
+        }
+    }
+
+    private func enqueue(_ job: @escaping (inout State) -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping { return false }
+        jobs.append(job)
+        condition.signal()
+        return true
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while jobsHead == jobs.count && !stopping {
+                condition.wait()
+            }
+            if jobsHead == jobs.count {
+                // stopping, and nothing left to run
+                condition.unlock()
+                break
+            }
+            let job = jobs[jobsHead]
+            jobsHead += 1
+            if jobsHead > 64 && jobsHead * 2 > jobs.count {
+                jobs.removeFirst(jobsHead)
+                jobsHead = 0
+            }
+            condition.unlock()
+            job(&state)
+        }
+        teardown(&state)
+        condition.lock()
+        finished = true
+        let waiters = finishWaiters
+        finishWaiters = []
+        jobs = []
+        condition.unlock()
+        for waiter in waiters { waiter.resume() }
+    }
+}

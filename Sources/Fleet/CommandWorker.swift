@@ -1,0 +1,380 @@
+import AMQP
+import Foundation
+import Logging
+import Metrics
+import Payments
+import Postgres
+import ServiceLifecycle
+import Store
+
+/// Consumes one work queue and runs each command through its handler, exactly once in effect.
+///
+/// For every delivery the runtime, not the handler:
+/// - parses the CloudEvents envelope and the typed payload; a message that cannot be parsed or is
+///   invalid yields `command.rejected` and is parked with its reason (never retried, never a crash);
+/// - claims the inbox row and runs the handler in one PostgreSQL transaction, writing the outcome
+///   events to the outbox in that same transaction;
+/// - after commit: wakes the outbox relay, sends the outcome to `reply_to`, and only then acks;
+/// - for a duplicate, re-emits the stored outcome event (same event id) and acks;
+/// - `retryLater` and unexpected errors go to the delay queues with backoff, bounded by
+///   `RetryPolicy`; past the bound, and for `park`, the message is parked.
+/// On graceful shutdown it stops consuming, lets in-flight commands finish, and returns.
+public final class CommandWorker: Service, Sendable {
+    let queue: String
+    let source: String
+    let consumer: AMQPConnection
+    let publisher: AMQPConnection
+    let pool: PostgresPool
+    let relay: OutboxRelay
+    let handlers: [String: HandlerBinding]
+    let retry: RetryPolicy
+    let concurrency: Int
+    let logger: Logger
+    let metrics: QueueMetrics
+
+    public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
+                relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, logger: Logger) {
+        self.queue = queue
+        self.source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
+        self.consumer = consumer
+        self.publisher = publisher
+        self.pool = pool
+        self.relay = relay
+        self.handlers = [:]
+        self.retry = retry
+        self.concurrency = concurrency
+        self.logger = logger
+        self.metrics = QueueMetrics(queue: queue)
+    }
+
+    private init(copy: CommandWorker, handlers: [String: HandlerBinding]) {
+        queue = copy.queue
+        source = copy.source
+        consumer = copy.consumer
+        publisher = copy.publisher
+        pool = copy.pool
+        relay = copy.relay
+        self.handlers = handlers
+        retry = copy.retry
+        concurrency = copy.concurrency
+        logger = copy.logger
+        metrics = copy.metrics
+    }
+
+    /// This worker, also handling `handler`'s command type.
+    public func handling<H: CommandHandler>(_ handler: H) -> CommandWorker {
+        var handlers = self.handlers
+        handlers[handler.commandType] = HandlerBinding(handler)
+        return CommandWorker(copy: self, handlers: handlers)
+    }
+
+    public func run() async throws {
+        // Deliveries are forwarded into a stream this service owns, so that a graceful shutdown can
+        // end the loop while acks and publishes of in-flight work still go through.
+        let (work, input) = AsyncStream<AMQPDelivery>.makeStream()
+        let forwarder = Task {
+            for await delivery in consumer.deliveries { input.yield(delivery) }
+            input.finish()
+        }
+        defer { forwarder.cancel() }
+
+        logger.info("consuming", metadata: ["queue": "\(queue)", "concurrency": "\(concurrency)",
+                                            "types": "\(handlers.keys.sorted().joined(separator: ","))"])
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                for await delivery in work {
+                    if running >= concurrency {
+                        await group.next()
+                        running -= 1
+                    }
+                    running += 1
+                    group.addTask { await self.process(delivery) }
+                }
+                await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            self.logger.info("shutting down: no new deliveries; finishing in-flight commands", metadata: ["queue": "\(self.queue)"])
+            Task { await self.consumer.cancelConsumers() }
+            input.finish()
+        }
+        logger.info("stopped consuming", metadata: ["queue": "\(queue)"])
+    }
+
+    // MARK: - One delivery
+
+    /// What a transaction ended in.
+    private enum TransactionResult: Sendable {
+        case committed(OutboxRow)
+        case duplicate(Inbox.Stored)
+    }
+
+    /// Thrown inside the transaction to roll it back with a decision.
+    private struct Rollback: Error {
+        enum Decision { case retry(String), park(String) }
+        let decision: Decision
+    }
+
+    func process(_ delivery: AMQPDelivery) async {
+        metrics.consumed.increment()
+        metrics.inFlight.record(1)
+        let started = ContinuousClock.now
+        defer {
+            metrics.inFlight.record(-1)
+            metrics.handling.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
+        let attempt = Int(delivery.properties.headers[FleetHeaders.retryCount].flatMap(\.intValue) ?? 0)
+
+        // 1. The envelope.
+        let envelope: CloudEvent<JSONValue>
+        do {
+            envelope = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(delivery.body))
+        } catch {
+            await reject(delivery, commandId: delivery.properties.messageId ?? "unknown", type: delivery.properties.type ?? "unknown",
+                         merchantId: nil, code: "invalid_request",
+                         message: "the message is not a CloudEvents JSON envelope",
+                         errors: [FieldError("$", Self.describe(error))], park: true)
+            return
+        }
+        var envelopeErrors: [FieldError] = []
+        if envelope.specversion != "1.0" { envelopeErrors.append(FieldError("specversion", "must be \"1.0\"")) }
+        if envelope.id.isEmpty || envelope.id.count > 255 { envelopeErrors.append(FieldError("id", "must be 1-255 characters")) }
+        let merchantId = envelope.merchantid ?? ""
+        if merchantId.isEmpty || merchantId.count > 64 || merchantId.contains(".") || !TextRules.isPrintable(merchantId) {
+            envelopeErrors.append(FieldError("merchantid", "is required: a merchant id without dots"))
+        }
+        let key = envelope.idempotencykey ?? envelope.id
+        if key.isEmpty || key.count > 255 || !TextRules.isPrintable(key) {
+            envelopeErrors.append(FieldError("idempotencykey", "must be 1-255 printable characters"))
+        }
+        guard let binding = handlers[envelope.type] else {
+            await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: envelopeErrors.isEmpty ? merchantId : nil,
+                         code: "unsupported_command", message: "\(queue) does not handle \(TextRules.forLog(envelope.type, limit: 64))",
+                         errors: [], park: true)
+            return
+        }
+        guard envelopeErrors.isEmpty else {
+            await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: nil, code: "invalid_request",
+                         message: "invalid envelope", errors: envelopeErrors, park: true)
+            return
+        }
+
+        // 2. The payload.
+        let prepared: PreparedCommand
+        switch binding.prepare(envelope, merchantId, key, attempt, retry.isFinal(attempt: attempt)) {
+        case .failure(let failure):
+            // Field paths in command.rejected start at the envelope (`data.amount`).
+            let errors = failure.errors.map { FieldError($0.field == "$" ? "data" : "data.\($0.field)", $0.message) }
+            await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: merchantId, code: "invalid_request",
+                         message: failure.summary, errors: errors, park: true)
+            return
+        case .success(let command):
+            prepared = command
+        }
+
+        // 3. Inbox + effect + outbox, one transaction.
+        let result: TransactionResult
+        do {
+            result = try await pool.transaction { tx in
+                guard try await Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
+                                            requestHash: prepared.requestHash, on: tx) else {
+                    guard let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx) else {
+                        throw Rollback(decision: .retry("inbox row vanished"))
+                    }
+                    return .duplicate(stored)
+                }
+                let rows: [OutboxRow]
+                switch try await prepared.run(tx) {
+                case .done(let events):
+                    guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
+                    rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
+                case .rejected(let code, let message, let errors):
+                    rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
+                                                  code: code, message: message, errors: errors)]
+                case .retryLater(let reason):
+                    throw Rollback(decision: .retry(reason))
+                case .park(let reason):
+                    throw Rollback(decision: .park(reason))
+                }
+                try await Outbox.append(rows, on: tx)
+                try await Inbox.recordOutcome(merchantId: merchantId, key: key, event: rows[0], on: tx)
+                return .committed(rows[0])
+            }
+        } catch let rollback as Rollback {
+            switch rollback.decision {
+            case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason)
+            case .park(let reason): await park(delivery, reason: reason)
+            }
+            return
+        } catch {
+            logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command": "\(envelope.id)",
+                                                                    "attempt": "\(attempt)", "error": "\(error)"])
+            await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)")
+            return
+        }
+
+        // 4. After commit: relay, reply, ack.
+        switch result {
+        case .committed(let outcome):
+            relay.notify()
+            if outcome.eventType == EventRouting.commandRejected { metrics.rejected.increment() } else { metrics.succeeded.increment() }
+            await reply(to: delivery, with: outcome)
+            consumer.ack(delivery)
+        case .duplicate(let stored):
+            metrics.duplicates.increment()
+            await reemit(stored, for: delivery, envelope: envelope, merchantId: merchantId, requestHash: prepared.requestHash)
+        }
+    }
+
+    /// A duplicate: the same payload re-emits the stored outcome (same event id); another payload
+    /// under the same key is `idempotency_key_reused`.
+    private func reemit(_ stored: Inbox.Stored, for delivery: AMQPDelivery, envelope: CloudEvent<JSONValue>,
+                        merchantId: String, requestHash: String) async {
+        let row: OutboxRow
+        if stored.requestHash != requestHash {
+            guard let rejection = try? rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
+                                                    code: "idempotency_key_reused",
+                                                    message: "this idempotency key was used with another payload by command \(stored.commandId)")
+            else { return await park(delivery, reason: "cannot encode a rejection") }
+            row = rejection
+        } else if let body = stored.outcomeEvent, let routingKey = stored.outcomeRoutingKey, let type = stored.outcomeType,
+                  let eventId = Self.eventId(in: body) {
+            row = OutboxRow(eventId: eventId, eventType: type, exchange: Exchanges.events, routingKey: routingKey,
+                            resourceKey: "", correlationId: stored.commandId, body: body)
+        } else {
+            return await park(delivery, reason: "duplicate of a command whose stored outcome is unreadable")
+        }
+        do {
+            let outcome = try await publisher.publish(EventMessage.make(row))
+            guard outcome == .acked else { throw RelayError.notConfirmed(row.eventId, "\(outcome)") }
+            await reply(to: delivery, with: row)
+            consumer.ack(delivery)
+        } catch {
+            logger.warning("could not re-emit a duplicate's outcome; requeueing", metadata: ["error": "\(error)"])
+            consumer.reject(delivery, requeue: true)
+        }
+    }
+
+    private static func eventId(in body: String) -> String? {
+        struct IdOnly: Decodable { let id: String }
+        return try? JSONDecoder().decode(IdOnly.self, from: Data(body.utf8)).id
+    }
+
+    // MARK: - Events, replies, rejections
+
+    private func outboxRow(_ event: Event, commandId: String) throws -> OutboxRow {
+        let id = Identifiers.eventId(commandId: commandId, type: event.type)
+        let body = try event.render(id, source, Timestamp.format(Date()), event.merchantId)
+        return OutboxRow(eventId: id, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
+                         resourceKey: event.resourceKey, correlationId: commandId, body: body)
+    }
+
+    private func rejectionRow(commandId: String, type: String, merchantId: String?, code: String, message: String,
+                              errors: [FieldError] = []) throws -> OutboxRow {
+        let rejection = CommandRejection(commandId: commandId, commandType: type, code: code, message: message, errors: errors)
+        let event = Event(type: EventRouting.commandRejected, merchantId: merchantId,
+                          resourceKey: "command:\(merchantId ?? ""):\(commandId)", data: rejection)
+        return try outboxRow(event, commandId: commandId)
+    }
+
+    /// Sends the outcome event to the command's `reply_to`, if any (best effort: the outcome is
+    /// committed and also published to `payfleet.events`).
+    private func reply(to delivery: AMQPDelivery, with outcome: OutboxRow) async {
+        guard let replyTo = delivery.properties.replyTo, !replyTo.isEmpty else { return }
+        let commandId = delivery.properties.messageId ?? outcome.correlationId
+        let message = EventMessage.make(exchange: "", routingKey: replyTo, eventId: outcome.eventId, type: outcome.eventType,
+                                        correlationId: commandId, body: outcome.body)
+        do { _ = try await publisher.publish(message) } catch {
+            logger.debug("reply not delivered", metadata: ["reply_to": "\(replyTo)", "error": "\(error)"])
+        }
+    }
+
+    /// A command that can never take effect as sent: publish `command.rejected` (and reply), park it
+    /// with the reason, and ack. Not recorded in the inbox: a redelivery is rejected the same way,
+    /// with the same event id.
+    private func reject(_ delivery: AMQPDelivery, commandId: String, type: String, merchantId: String?, code: String,
+                        message: String, errors: [FieldError], park shouldPark: Bool) async {
+        metrics.rejected.increment()
+        logger.notice("command rejected", metadata: ["queue": "\(queue)", "command": "\(TextRules.forLog(commandId, limit: 64))",
+                                                     "code": "\(code)", "reason": "\(TextRules.forLog(message))"])
+        if let row = try? rejectionRow(commandId: commandId, type: type, merchantId: merchantId, code: code,
+                                       message: message, errors: errors) {
+            _ = try? await publisher.publish(EventMessage.make(row))
+            await reply(to: delivery, with: row)
+        }
+        if shouldPark { await park(delivery, reason: "\(code): \(message)") } else { consumer.ack(delivery) }
+    }
+
+    // MARK: - Retry and parking
+
+    private func retryOrPark(_ delivery: AMQPDelivery, attempt: Int, reason: String) async {
+        guard !retry.isFinal(attempt: attempt) else {
+            return await park(delivery, reason: "gave up after \(attempt) retries: \(reason)")
+        }
+        var properties = delivery.properties
+        properties.persistent = true
+        properties.headers[FleetHeaders.retryCount] = .int(Int64(attempt + 1))
+        properties.headers[FleetHeaders.retryDelay] = .string(retry.delayLevel(afterAttempt: attempt))
+        properties.headers[FleetHeaders.retryReason] = .string(String(reason.prefix(500)))
+        let message = AMQPMessage(exchange: Exchanges.retry, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
+        do {
+            let outcome = try await publisher.publish(message)
+            guard outcome == .acked else { throw RelayError.notConfirmed(delivery.properties.messageId ?? "?", "\(outcome)") }
+            metrics.retried.increment()
+            consumer.ack(delivery)
+        } catch {
+            logger.warning("could not schedule a retry; requeueing", metadata: ["error": "\(error)"])
+            consumer.reject(delivery, requeue: true)
+        }
+    }
+
+    /// Moves the message to the parking queue with its reason in a header, then acks it. If even
+    /// that publish fails, the broker's dead-letter route parks it (reject without requeue).
+    func park(_ delivery: AMQPDelivery, reason: String) async {
+        metrics.parked.increment()
+        logger.warning("parking message", metadata: ["queue": "\(queue)", "message_id": "\(delivery.properties.messageId ?? "-")",
+                                                     "reason": "\(TextRules.forLog(reason))"])
+        var properties = delivery.properties
+        properties.persistent = true
+        properties.headers[FleetHeaders.parkedReason] = .string(String(reason.prefix(1000)))
+        properties.headers[FleetHeaders.parkedQueue] = .string(queue)
+        properties.headers[FleetHeaders.parkedAt] = .string(Timestamp.format(Date()))
+        properties.headers[FleetHeaders.parkedBy] = .string(source)
+        let message = AMQPMessage(exchange: Exchanges.parking, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
+        do {
+            let outcome = try await publisher.publish(message)
+            guard outcome == .acked else { throw RelayError.notConfirmed(delivery.properties.messageId ?? "?", "\(outcome)") }
+            consumer.ack(delivery)
+        } catch {
+            consumer.reject(delivery, requeue: false)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context): "malformed JSON: \(context.debugDescription)"
+        case DecodingError.keyNotFound(let key, _): "missing field \(key.stringValue)"
+        case DecodingError.typeMismatch(_, let context):
+            "wrong type at \(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
+        case DecodingError.valueNotFound(_, let context): "null at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        default: "\(error)"
+        }
+    }
+}
+
+extension AMQPValue {
+    var intValue: Int64? {
+        switch self {
+        case .int(let value): value
+        case .string(let text): Int64(text)
+        default: nil
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,67 @@
+import Postgres
+
+/// The inbox: "this command was done", recorded in the same transaction as the command's effect.
+///
+/// Claiming inserts the (merchant, idempotency key) row; a concurrent duplicate blocks on the
+/// unique key until the first transaction ends, then sees its stored outcome.
+enum Inbox {
+    struct Stored: Sendable {
+        let requestHash: String
+        let commandId: String
+        let outcomeEvent: String?
+        let outcomeRoutingKey: String?
+        let outcomeType: String?
+    }
+
+    /// True when this transaction now owns the key; false when it was done before.
+    static func claim(merchantId: String, key: String, commandId: String, commandType: String, requestHash: String,
+                      on tx: PostgresConnection) async throws -> Bool {
+        try await tx.query("""
+            INSERT INTO inbox (merchant_id, idempotency_key, command_id, command_type, request_hash)
+            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
+            """, [merchantId, key, commandId, commandType, requestHash]).affectedRows == 1
+    }
+
+    static func stored(merchantId: String, key: String, on tx: PostgresConnection) async throws -> Stored? {
+        try await tx.query("""
+            SELECT request_hash, command_id, outcome_event, outcome_routing_key, outcome_type
+            FROM inbox WHERE merchant_id = $1 AND idempotency_key = $2
+            """, [merchantId, key]).first.map { row in
+            Stored(requestHash: try row.string("request_hash"), commandId: try row.string("command_id"),
+                   outcomeEvent: try row.optionalString("outcome_event"),
+                   outcomeRoutingKey: try row.optionalString("outcome_routing_key"),
+                   outcomeType: try row.optionalString("outcome_type"))
+        }
+    }
+
+    static func recordOutcome(merchantId: String, key: String, event: OutboxRow, on tx: PostgresConnection) async throws {
+        _ = try await tx.query("""
+            UPDATE inbox SET outcome_type = $3, outcome_routing_key = $4, outcome_event = $5
+            WHERE merchant_id = $1 AND idempotency_key = $2
+            """, [merchantId, key, event.eventType, event.routingKey, event.body])
+    }
+}
+
+/// One event waiting in the transactional outbox.
+struct OutboxRow: Sendable {
+    var id: Int64 = 0
+    let eventId: String
+    let eventType: String
+    let exchange: String
+    let routingKey: String
+    let resourceKey: String
+    let correlationId: String?
+    let body: String
+}
+
+/// The transactional outbox: events written with their effect, published by `OutboxRelay` after commit.
+enum Outbox {
+    static func append(_ rows: [OutboxRow], on tx: PostgresConnection) async throws {
+        for row in rows {
+            _ = try await tx.query("""
+                INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """, [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body])
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import AMQP
+import Foundation
+import Logging
+import Metrics
+import Payments
+import Postgres
+import ServiceLifecycle
+
+/// Publishes committed events from the outbox to RabbitMQ, with publisher confirms.
+///
+/// Promises:
+/// - at least once: a row is deleted only after the broker confirmed it; a relay that died
+///   leaves its rows, and any relay (in any process) resumes them;
+/// - per-resource commit order: a pass takes only the oldest pending row of each resource
+///   (`resource_key`), so a later event never overtakes an earlier one, even with many relays
+///   running at once (`FOR UPDATE SKIP LOCKED` keeps them off each other's rows).
+public final class OutboxRelay: Service, Sendable {
+    let pool: PostgresPool
+    let publisher: AMQPConnection
+    let logger: Logger
+    let batchSize: Int
+    let idlePoll: Duration
+    private let wake = WakeSignal()
+    private let published = Metrics.Counter(label: "payfleet_outbox_published_total")
+    private let failures = Metrics.Counter(label: "payfleet_outbox_publish_failures_total")
+
+    public init(pool: PostgresPool, publisher: AMQPConnection, logger: Logger, batchSize: Int = 500,
+                idlePoll: Duration = .milliseconds(100)) {
+        self.pool = pool
+        self.publisher = publisher
+        self.logger = logger
+        self.batchSize = batchSize
+        self.idlePoll = idlePoll
+    }
+
+    /// Starts a pass now (called after a commit that wrote events).
+    public func notify() { wake.signal() }
+
+    public func run() async throws {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let count = try await relayOnce()
+                backoff = .milliseconds(100)
+                if count == 0 { await wake.wait(timeout: idlePoll) }
+            } catch {
+                failures.increment()
+                logger.warning("outbox relay pass failed; retrying", metadata: ["error": "\(error)", "backoff": "\(backoff)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+        try await flush(deadline: .now + .seconds(10))
+    }
+
+    /// Publishes until the outbox is empty or the deadline passes (graceful shutdown).
+    public func flush(deadline: ContinuousClock.Instant) async throws {
+        while ContinuousClock.now < deadline {
+            guard let count = try? await relayOnce() else {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            if count == 0 { return }
+        }
+        logger.warning("outbox not empty at the shutdown deadline; another relay will publish the rest")
+    }
+
+    /// One pass: publish the oldest pending event of up to `batchSize` resources, then delete them.
+    /// Returns how many were published.
+    @discardableResult
+    public func relayOnce() async throws -> Int {
+        try await pool.transaction { tx in
+            let rows = try await tx.query("""
+                SELECT o.id, o.event_id, o.event_type, o.exchange, o.routing_key, o.resource_key, o.correlation_id, o.body
+                FROM outbox o
+                WHERE NOT EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
+                ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED
+                """, [self.batchSize]).rows
+            guard !rows.isEmpty else { return 0 }
+            let events = try rows.map { row in
+                OutboxRow(id: try row.int64("id"), eventId: try row.string("event_id"), eventType: try row.string("event_type"),
+                          exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
+                          resourceKey: try row.string("resource_key"), correlationId: try row.optionalString("correlation_id"),
+                          body: try row.string("body"))
+            }
+            try await self.publishAll(events)
+            let ids = "{" + events.map { String($0.id) }.joined(separator: ",") + "}"
+            _ = try await tx.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [ids])
+            self.published.increment(by: events.count)
+            return events.count
+        }
+    }
+
+    /// Publishes every row at once (pipelined confirms); throws unless the broker confirmed all.
+    private func publishAll(_ events: [OutboxRow]) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for event in events {
+                group.addTask {
+                    let outcome = try await self.publisher.publish(EventMessage.make(event))
+                    guard outcome == .acked else { throw RelayError.notConfirmed(event.eventId, "\(outcome)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
+enum RelayError: Error, CustomStringConvertible {
+    case notConfirmed(String, String)
+    var description: String {
+        switch self {
+        case .notConfirmed(let id, let outcome): "event \(id) was not confirmed by the broker: \(outcome)"
+        }
+    }
+}
+
+/// How an event travels over AMQP (CONTRACT §2): CloudEvents JSON, persistent, `message_id` = event id,
+/// `type` = event type, `correlation_id` = the command id.
+enum EventMessage {
+    static func make(_ row: OutboxRow) -> AMQPMessage {
+        make(exchange: row.exchange, routingKey: row.routingKey, eventId: row.eventId, type: row.eventType,
+             correlationId: row.correlationId, body: row.body)
+    }
+
+    static func make(exchange: String, routingKey: String, eventId: String, type: String, correlationId: String?,
+                     body: String) -> AMQPMessage {
+        AMQPMessage(exchange: exchange, routingKey: routingKey, body: Array(body.utf8),
+                    properties: AMQPProperties(contentType: CloudEvent<JSONValue>.contentType, persistent: true,
+                                               messageId: eventId, type: type, correlationId: correlationId,
+                                               timestamp: Date()))
+    }
+}

@@ -1,0 +1,38 @@
+/// Bounded retries with exponential backoff through the delay queues of `topology/definitions.json`
+/// (`payfleet.retry.<level>`), one queue per level so that a delay never blocks a queue head.
+public struct RetryPolicy: Sendable, Equatable {
+    /// The delay levels, shortest first, as named by the `x-retry-delay` header.
+    public static let levels = ["1s", "5s", "30s", "2m", "10m"]
+
+    /// How many retries a command gets before it is parked.
+    public var maxRetries: Int
+
+    public init(maxRetries: Int = 5) { self.maxRetries = max(0, maxRetries) }
+
+    /// The delay level for the retry after `attempt` (0-based): 1s, 5s, 30s, 2m, then 10m.
+    public func delayLevel(afterAttempt attempt: Int) -> String {
+        Self.levels[min(max(0, attempt), Self.levels.count - 1)]
+    }
+
+    public func isFinal(attempt: Int) -> Bool { attempt >= maxRetries }
+}
+
+/// Header names the runtime sets on messages it moves (retry and parking).
+public enum FleetHeaders {
+    public static let retryCount = "x-retry-count"
+    public static let retryDelay = "x-retry-delay"
+    public static let retryReason = "x-retry-reason"
+    public static let parkedReason = "x-parked-reason"
+    public static let parkedQueue = "x-parked-queue"
+    public static let parkedAt = "x-parked-at"
+    public static let parkedBy = "x-parked-by"
+}
+
+/// Exchange names of CONTRACT §1 and `topology/definitions.json`.
+public enum Exchanges {
+    public static let commands = "payfleet.commands"
+    public static let events = "payfleet.events"
+    public static let retry = "payfleet.retry"
+    public static let parking = "payfleet.parking"
+    public static let parkedQueue = "payfleet.parked"
+}

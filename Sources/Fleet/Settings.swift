@@ -1,0 +1,119 @@
+import AMQP
+import ArgumentParser
+import Foundation
+import Logging
+
+/// Reads an environment variable, treating an empty value as unset.
+public func environment(_ name: String) -> String? {
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+    return value
+}
+
+/// Where the servers are. Every executable takes these flags; each defaults to its environment
+/// variable, then to the local stack's address.
+public struct ConnectionOptions: ParsableArguments, Sendable {
+    @Option(name: .customLong("amqp-url"), help: "RabbitMQ URL (env PAYFLEET_AMQP_URL).")
+    public var amqpURL: String = environment("PAYFLEET_AMQP_URL") ?? "amqp://payfleet:payfleet@127.0.0.1:5672/%2F"
+
+    @Option(name: .customLong("database-url"), help: "PostgreSQL URL (env PAYFLEET_DATABASE_URL).")
+    public var databaseURL: String = environment("PAYFLEET_DATABASE_URL") ?? "postgres://payfleet:payfleet@127.0.0.1:5432/payfleet"
+
+    @Option(name: .customLong("redis-url"), help: "Redis URL (env PAYFLEET_REDIS_URL).")
+    public var redisURL: String = environment("PAYFLEET_REDIS_URL") ?? "redis://127.0.0.1:6379/0"
+
+    @Option(name: .customLong("topology"), help: "RabbitMQ definitions file to declare at start (env PAYFLEET_TOPOLOGY; default: topology/definitions.json found next to the executable or in the working directory).")
+    public var topologyPath: String? = environment("PAYFLEET_TOPOLOGY")
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env PAYFLEET_LOG_LEVEL).")
+    public var logLevel: String = environment("PAYFLEET_LOG_LEVEL") ?? "info"
+
+    public init() {}
+
+    /// The topology this process declares at start.
+    public func topology() throws -> AMQPTopology { try TopologyFile.load(explicitPath: topologyPath) }
+}
+
+/// Settings of a worker executable.
+public struct WorkerOptions: ParsableArguments, Sendable {
+    @OptionGroup public var connections: ConnectionOptions
+
+    @Option(help: "Commands handled at once (env PAYFLEET_CONCURRENCY).")
+    public var concurrency: Int = Int(environment("PAYFLEET_CONCURRENCY") ?? "") ?? 32
+
+    @Option(help: "Unacknowledged deliveries the broker may send ahead (env PAYFLEET_PREFETCH; at least the concurrency).")
+    public var prefetch: Int = Int(environment("PAYFLEET_PREFETCH") ?? "") ?? 64
+
+    @Option(name: .customLong("health-port"), help: "Port of /healthz, /readyz and /metrics on 127.0.0.1 (env PAYFLEET_HEALTH_PORT; 0 = any free port).")
+    public var healthPort: Int = Int(environment("PAYFLEET_HEALTH_PORT") ?? "") ?? 9100
+
+    @Option(name: .customLong("health-host"), help: "Address the health server binds (env PAYFLEET_HEALTH_HOST).")
+    public var healthHost: String = environment("PAYFLEET_HEALTH_HOST") ?? "127.0.0.1"
+
+    @Option(name: .customLong("max-retries"), help: "Retries through the delay queues before a command is parked (env PAYFLEET_MAX_RETRIES).")
+    public var maxRetries: Int = Int(environment("PAYFLEET_MAX_RETRIES") ?? "") ?? 5
+
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
+    public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
+
+    public init() {}
+
+    public mutating func validate() throws {
+        guard concurrency >= 1, concurrency <= 1024 else { throw ValidationError("--concurrency must be 1...1024") }
+        guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
+        guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }
+    }
+}
+
+/// Logging for every executable: one line per event on standard error, at the chosen level.
+public enum FleetLogging {
+    public static func bootstrap(level: String, label: String) -> Logger {
+        let parsed = Logger.Level(rawValue: level.lowercased()) ?? .info
+        LoggingSystem.bootstrap { name in
+            var handler = StreamLogHandler.standardError(label: name)
+            handler.logLevel = parsed
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+/// Finds and loads `topology/definitions.json`, the one source of the AMQP topology.
+public enum TopologyFile {
+    public static func load(explicitPath: String?) throws -> AMQPTopology {
+        let path = try locate(explicitPath: explicitPath)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FleetError.configuration("cannot read topology file \(path)")
+        }
+        return try AMQPTopology(definitionsJSON: Array(data))
+    }
+
+    /// The explicit path, else `topology/definitions.json` in the working directory or in a parent
+    /// of the executable's directory (so `.build/release/payfleet-x` finds the repository's copy).
+    public static func locate(explicitPath: String?) throws -> String {
+        if let explicitPath { return explicitPath }
+        let relative = "topology/definitions.json"
+        var candidates = [FileManager.default.currentDirectoryPath + "/" + relative]
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        }
+        for _ in 0..<6 {
+            candidates.append(directory.appendingPathComponent(relative).path)
+            directory.deleteLastPathComponent()
+        }
+        guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw FleetError.configuration("topology/definitions.json not found; pass --topology or set PAYFLEET_TOPOLOGY")
+        }
+        return found
+    }
+}
+
+/// Errors of the runtime's own making (configuration, not messages).
+public enum FleetError: Error, CustomStringConvertible {
+    case configuration(String)
+    public var description: String {
+        switch self {
+        case .configuration(let text): text
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import AMQP
+import Foundation
+import Logging
+import Postgres
+import Redis
+import ServiceLifecycle
+
+/// The shared clients a worker's handlers may use.
+public struct WorkerResources: Sendable {
+    public let postgres: PostgresPool
+    public let redis: RedisClient
+    public let logger: Logger
+}
+
+/// Runs one worker process: connects, declares the topology, and runs the consumer, the outbox
+/// relay and the health server as services with graceful shutdown on SIGTERM/SIGINT.
+/// Each worker executable's `main` is a call to `WorkerHost.run`.
+public enum WorkerHost {
+    public static func run(name: String, queue: String, options: WorkerOptions,
+                           handlers: @Sendable (WorkerResources, CommandWorker) -> CommandWorker) async throws {
+        let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: name)
+        FleetMetrics.bootstrap()
+        let topology = try options.connections.topology()
+        let url = try AMQPURL(options.connections.amqpURL)
+
+        let pool = PostgresPool(configuration: try PostgresConfiguration(url: options.connections.databaseURL),
+                                size: options.concurrency + 2, logger: logger)
+        let redis = try RedisClient(url: options.connections.redisURL, poolSize: max(4, options.concurrency / 2), logger: logger)
+        let publisher = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) publisher",
+                                                                        confirms: true, topology: topology), logger: logger)
+        let consumer = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) consumer",
+                                                                       prefetch: UInt16(max(options.prefetch, options.concurrency)),
+                                                                       consumes: [ConsumeSpec(queue: queue)], topology: topology),
+                                      logger: logger)
+        let relay = OutboxRelay(pool: pool, publisher: publisher, logger: logger)
+        let base = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
+                                 retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency, logger: logger)
+        let worker = handlers(WorkerResources(postgres: pool, redis: redis, logger: logger), base)
+        let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: [
+            .amqp("broker", consumer), .amqp("broker_publisher", publisher), .postgres(pool), .redis(redis),
+        ], logger: logger)
+
+        logger.info("starting", metadata: ["queue": "\(queue)", "health": "http://\(options.healthHost):\(options.healthPort)"])
+        // Services stop in reverse order: the consumer first, then the relay flushes, then health.
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: health), .init(service: relay), .init(service: worker)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        // Past the deadline a graceful stop becomes a cancellation; unacked work is redelivered.
+        configuration.maximumGracefulShutdownDuration = .seconds(options.shutdownTimeout)
+        configuration.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: configuration).run()
+        await consumer.close()
+        await publisher.close()
+        await redis.close()
+        await pool.close()
+        logger.info("stopped")
+    }
+}
+

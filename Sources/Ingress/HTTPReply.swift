@@ -1,0 +1,63 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Payments
+import Store
+
+/// A response as plain values, so that it can be stored for `Idempotency-Key` replays and sent.
+public struct HTTPReply: Sendable, Equatable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: String
+
+    public var response: Response {
+        var fields = HTTPFields()
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
+            if let field = HTTPField.Name(name) { fields[field] = value }
+        }
+        return Response(status: .init(code: status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+extension Problem {
+    var reply: HTTPReply {
+        var headers = ["Content-Type": "application/problem+json"]
+        for field in self.headers { headers[field.name.canonicalName] = field.value }
+        return HTTPReply(status: status.code, headers: headers, body: body)
+    }
+}
+
+/// Maps a command's outcome event to the HTTP answer of CONTRACT §4.
+public enum OutcomeResponse {
+    /// 201 with the resource; 402 (403 for `tier_forbidden`) with the failed payment; 400/422 for a rejection.
+    public static func make(fromEvent body: [UInt8]) throws -> HTTPReply {
+        let event = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(body))
+        switch event.type {
+        case EventRouting.commandRejected:
+            let rejection = try JSONDecoder().decode(CloudEvent<CommandRejection>.self, from: Data(body)).data
+            let status: HTTPResponse.Status = switch rejection.code {
+            case "idempotency_key_reused": .unprocessableContent
+            case "tier_forbidden": .forbidden
+            case "merchant_not_found": .notFound
+            default: .badRequest
+            }
+            // Field paths in events start at the envelope; in HTTP they start at the body.
+            let errors = rejection.errors.map { FieldError($0.field.hasPrefix("data.") ? String($0.field.dropFirst(5)) : $0.field, $0.message) }
+            return Problem(status, rejection.code, rejection.message, errors: errors).reply
+        default:
+            guard case .object(let resource) = event.data else { throw OutcomeError.notAResource(event.type) }
+            let data = try StoreJSON.encode(event.data)
+            if case .string(let status)? = resource["status"], status == PaymentStatus.failed.rawValue {
+                let code: String = if case .string(let code)? = resource["failure_code"] { code } else { "declined" }
+                let detail: String = if case .string(let text)? = resource["failure_message"] { text } else { "the payment failed" }
+                return Problem(code == FailureCode.tierForbidden.rawValue ? .forbidden : .init(code: 402), code, detail,
+                               payment: event.data).reply
+            }
+            var headers = ["Content-Type": "application/json"]
+            if case .string(let paymentNo)? = resource["payment_no"] { headers["Location"] = "/api/v1/payments/\(paymentNo)" }
+            return HTTPReply(status: 201, headers: headers, body: data)
+        }
+    }
+
+    enum OutcomeError: Error { case notAResource(String) }
+}

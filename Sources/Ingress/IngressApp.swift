@@ -1,0 +1,276 @@
+import AMQP
+import Crypto
+import Fleet
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Payments
+import Postgres
+import Redis
+import ServiceLifecycle
+import Store
+
+/// The HTTP ingress (CONTRACT §4): authenticates merchants, validates requests, publishes commands
+/// with publisher confirms, and waits for their outcome through RabbitMQ direct reply-to.
+///
+/// It holds no payment state of its own: the worker decides, the ingress reports. A command is
+/// accepted only once the broker confirmed it (else 503 and nothing happened).
+public struct IngressApp: Sendable {
+    let pool: PostgresPool
+    let redis: RedisClient
+    let broker: AMQPConnection
+    let replies: ReplyWaiter
+    let adminTokenHash: [UInt8]
+    let replyTimeout: Duration
+    let logger: Logger
+    let merchants = MerchantStore()
+    let payments = PaymentStore()
+    let idempotency = HTTPIdempotencyStore()
+
+    public static let maxBodyBytes = 64 * 1024
+    static let directReplyTo = "amq.rabbitmq.reply-to"
+
+    /// Runs the ingress until SIGTERM/SIGINT.
+    public static func run(options: IngressOptions) async throws {
+        let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: "payfleet-ingress")
+        FleetMetrics.bootstrap()
+        let topology = try options.connections.topology()
+        let pool = PostgresPool(configuration: try PostgresConfiguration(url: options.connections.databaseURL),
+                                size: options.databasePoolSize, logger: logger)
+        let redis = try RedisClient(url: options.connections.redisURL, poolSize: 2, logger: logger)
+        let broker = AMQPConnection(configuration: AMQPConfiguration(
+            url: try AMQPURL(options.connections.amqpURL), connectionName: "payfleet-ingress", confirms: true,
+            consumes: [ConsumeSpec(queue: directReplyTo, noAck: true)], topology: topology), logger: logger)
+        let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
+                             adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken!.utf8))),
+                             replyTimeout: .milliseconds(options.replyTimeoutMilliseconds), logger: logger)
+
+        let router = Router()
+        router.middlewares.add(MetricsMiddleware())
+        router.middlewares.add(LogRequestsMiddleware(.debug))
+        app.addRoutes(to: router)
+        HealthRoutes.add(to: router, checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)])
+        let server = Application(router: router,
+                                 configuration: .init(address: .hostname(options.httpHost, port: options.httpPort),
+                                                      serverName: "payfleet-ingress"),
+                                 logger: logger)
+        var configuration = ServiceGroupConfiguration(services: [.init(service: ReplyPump(app: app)), .init(service: server)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(15)
+        logger.info("listening", metadata: ["address": "http://\(options.httpHost):\(options.httpPort)"])
+        try await ServiceGroup(configuration: configuration).run()
+        await broker.close()
+        await redis.close()
+        await pool.close()
+    }
+
+    /// Feeds direct reply-to deliveries to the waiting requests.
+    struct ReplyPump: Service {
+        let app: IngressApp
+        func run() async throws {
+            await withGracefulShutdownHandler {
+                for await delivery in app.broker.deliveries { app.replies.deliver(delivery) }
+            } onGracefulShutdown: {}
+        }
+    }
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        let api = router.group("api/v1")
+        api.post("admin/merchants") { request, context in try await self.createMerchant(request) }
+        api.post("payments") { request, context in try await self.createPayment(request) }
+        api.get("payments/:payment_no") { request, context in
+            try await self.getPayment(request, paymentNo: try context.parameters.require("payment_no"))
+        }
+    }
+
+    // MARK: - Routes
+
+    func createMerchant(_ request: Request) async throws -> Response {
+        try requireAdmin(request)
+        var request = request
+        let json = try await readJSON(&request)
+        let new: NewMerchant
+        switch NewMerchant.parse(json) {
+        case .success(let value): new = value
+        case .failure(let failure): throw Problem.invalid(failure)
+        }
+        let (merchant, apiKey) = try await pool.withConnection { try await self.merchants.create(new, on: $0) }
+        logger.info("merchant created", metadata: ["merchant_id": "\(merchant.merchantId)", "tier": "\(merchant.tier.rawValue)"])
+        struct Created: Encodable {
+            let merchant: Merchant
+            let apiKey: String
+            enum CodingKeys: String, CodingKey { case merchant, apiKey = "api_key" }
+        }
+        return Self.json(.created, try StoreJSON.encode(Created(merchant: merchant, apiKey: apiKey))).response
+    }
+
+    func getPayment(_ request: Request, paymentNo: String) async throws -> Response {
+        let merchant = try await authenticate(request)
+        guard let payment = try await pool.withConnection({
+            try await self.payments.find(paymentNo: paymentNo, merchantId: merchant.merchantId, on: $0)
+        }) else {
+            throw Problem(.notFound, "not_found", "no payment \(TextRules.forLog(paymentNo, limit: 64))")
+        }
+        return Self.json(.ok, try StoreJSON.encode(payment)).response
+    }
+
+    func createPayment(_ request: Request) async throws -> Response {
+        let merchant = try await authenticate(request)
+        var request = request
+        let json = try await readJSON(&request)
+        let key = try idempotencyKey(request)
+        let payment: PaymentRequest
+        switch PaymentRequest.parse(json) {
+        case .success(let value): payment = value
+        case .failure(let failure): throw Problem.invalid(failure)
+        }
+        let requestHash = Identifiers.sha256Hex("POST /api/v1/payments|\(try StoreJSON.encode(payment))")
+        let traceparent = request.headers[HTTPField.Name("traceparent")!]
+        let respondAsync = Self.prefersAsync(request)
+        return try await idempotent(merchantId: merchant.merchantId, key: key, requestHash: requestHash) {
+            let paymentNo = Identifiers.paymentNo(merchantId: merchant.merchantId, idempotencyKey: key)
+            let processing = Payment(paymentNo: paymentNo, merchantId: merchant.merchantId, request: payment,
+                                     status: .processing, version: 0, at: Date())
+            let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/payfleet/ingress",
+                                     time: Timestamp.format(Date()), merchantId: merchant.merchantId, idempotencyKey: key,
+                                     traceparent: traceparent, data: payment)
+            return try await self.send(command, respondAsync: respondAsync,
+                                       accepted: Self.json(.accepted, try StoreJSON.encode(processing),
+                                                           location: "/api/v1/payments/\(paymentNo)"))
+        }
+    }
+
+    // MARK: - Commands
+
+    /// Publishes a command with a confirm and waits for its outcome (unless `respondAsync`).
+    /// 503 when the broker did not confirm; `accepted` (202) when the outcome did not come in time.
+    func send<T: Codable & Sendable>(_ command: CloudEvent<T>, respondAsync: Bool, accepted: HTTPReply) async throws -> HTTPReply {
+        let waitForReply = !respondAsync && replyTimeout > .zero
+        if waitForReply { replies.expect(command.id) }
+        let message = AMQPMessage(exchange: Exchanges.commands, routingKey: command.type, body: Array(try StoreJSON.encode(command).utf8),
+                                  properties: AMQPProperties(contentType: CloudEvent<T>.contentType, persistent: true,
+                                                             messageId: command.id, type: command.type,
+                                                             replyTo: waitForReply ? Self.directReplyTo : nil, timestamp: Date()),
+                                  mandatory: true)
+        do {
+            let outcome = try await broker.publish(message)
+            guard outcome == .acked else { throw RelayError(outcome: "\(outcome)") }
+        } catch {
+            replies.forget(command.id)
+            logger.warning("command not confirmed by the broker", metadata: ["command": "\(command.id)", "error": "\(error)"])
+            throw Problem(.serviceUnavailable, "broker_unavailable", "the command was not accepted; retry with the same Idempotency-Key")
+        }
+        guard waitForReply, let reply = await replies.wait(for: command.id, timeout: replyTimeout) else { return accepted }
+        return try OutcomeResponse.make(fromEvent: reply)
+    }
+
+    struct RelayError: Error { let outcome: String }
+
+    /// Runs `body` at most once per (merchant, Idempotency-Key): replays the stored response,
+    /// 409 while the first is in flight, 422 for another payload under the same key. A 5xx is not
+    /// stored: nothing was accepted, so the client may retry with the same key.
+    func idempotent(merchantId: String, key: String, requestHash: String,
+                    _ body: @Sendable () async throws -> HTTPReply) async throws -> Response {
+        let claim = try await pool.withConnection {
+            try await self.idempotency.claim(merchantId: merchantId, key: key, requestHash: requestHash, on: $0)
+        }
+        switch claim {
+        case .inFlight:
+            throw Problem(.conflict, "idempotency_key_in_use", "a request with this Idempotency-Key is still in flight")
+        case .mismatch:
+            throw Problem(.unprocessableContent, "idempotency_key_reused", "this Idempotency-Key was used with another payload")
+        case .replay(let stored):
+            var reply = HTTPReply(status: stored.status, headers: stored.headers, body: stored.body)
+            reply.headers["Idempotent-Replayed"] = "true"
+            return reply.response
+        case .claimed:
+            break
+        }
+        let reply: HTTPReply
+        do {
+            reply = try await body()
+        } catch let problem as Problem where problem.status.code < 500 {
+            reply = problem.reply
+        } catch {
+            try? await pool.withConnection { try await self.idempotency.abandon(merchantId: merchantId, key: key, on: $0) }
+            throw error
+        }
+        let stored = HTTPIdempotencyStore.StoredResponse(status: reply.status, headers: reply.headers, body: reply.body)
+        try await pool.withConnection { try await self.idempotency.complete(merchantId: merchantId, key: key, response: stored, on: $0) }
+        return reply.response
+    }
+
+    // MARK: - Request plumbing
+
+    func authenticate(_ request: Request) async throws -> Merchant {
+        guard let token = Self.bearerToken(request) else {
+            throw Problem(.unauthorized, "unauthenticated", "send Authorization: Bearer <api key>")
+        }
+        guard token.hasPrefix("sk_"), token.count < 200,
+              let merchant = try await pool.withConnection({ try await self.merchants.authenticate(apiKey: token, on: $0) }) else {
+            throw Problem(.unauthorized, "unauthenticated", "unknown API key")
+        }
+        return merchant
+    }
+
+    func requireAdmin(_ request: Request) throws {
+        guard let token = Self.bearerToken(request) else {
+            throw Problem(.unauthorized, "unauthenticated", "send Authorization: Bearer <admin token>")
+        }
+        // Compare hashes, so the comparison's time says nothing about the token.
+        let given = Array(SHA256.hash(data: Array(token.utf8)))
+        guard zip(given, adminTokenHash).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 else {
+            throw Problem(.forbidden, "forbidden", "this route needs the admin token")
+        }
+    }
+
+    static func bearerToken(_ request: Request) -> String? {
+        guard let value = request.headers[.authorization], value.lowercased().hasPrefix("bearer ") else { return nil }
+        let token = value.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    func idempotencyKey(_ request: Request) throws -> String {
+        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!], !key.isEmpty else {
+            throw Problem(.badRequest, "idempotency_key_missing", "this route needs an Idempotency-Key header (1-255 characters)",
+                          errors: [FieldError("Idempotency-Key", "is required")])
+        }
+        guard key.count <= 255, TextRules.isPrintable(key) else {
+            throw Problem(.badRequest, "invalid_request", "Idempotency-Key must be 1-255 printable characters",
+                          errors: [FieldError("Idempotency-Key", "must be 1-255 printable characters")])
+        }
+        return key
+    }
+
+    static func prefersAsync(_ request: Request) -> Bool {
+        request.headers[values: HTTPField.Name("Prefer")!].contains { $0.lowercased().contains("respond-async") }
+    }
+
+    /// The body as JSON: 415 unless it says JSON, 413 over 64 KiB, 400 when it does not parse.
+    func readJSON(_ request: inout Request) async throws -> JSONValue {
+        let type = request.headers[.contentType]?.lowercased() ?? ""
+        let mediaType = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
+            throw Problem(.unsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: Self.maxBodyBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw Problem(.contentTooLarge, "body_too_large", "the body is over \(Self.maxBodyBytes / 1024) KiB")
+        }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw Problem(.badRequest, "invalid_request", "the body is not valid JSON", errors: [FieldError("$", "malformed JSON")])
+        }
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: String, location: String? = nil) -> HTTPReply {
+        var headers = ["Content-Type": "application/json"]
+        if let location { headers["Location"] = location }
+        return HTTPReply(status: status.code, headers: headers, body: body)
+    }
+}
+

@@ -1,0 +1,72 @@
+import Crypto
+import Foundation
+
+/// Deterministic identifiers: the same command always names the same resource and the same event,
+/// so a redelivered or re-published duplicate is recognised and re-emitted with the same id.
+public enum Identifiers {
+    /// `pay_` + 26 base32 characters derived from the merchant and the idempotency key.
+    /// The ingress and the worker compute the same number without talking to each other.
+    public static func paymentNo(merchantId: String, idempotencyKey: String) -> String {
+        "pay_" + base32(digest("payment|\(merchantId)|\(idempotencyKey)").prefix(16))
+    }
+
+    /// The id of the `type` event caused by command `commandId`, shaped like a UUID (version 8).
+    public static func eventId(commandId: String, type: String) -> String {
+        uuidString(digest("event|\(commandId)|\(type)"))
+    }
+
+    /// A fresh random merchant id (`mch_` + 26 base32 characters; never contains a dot).
+    public static func newMerchantId() -> String {
+        "mch_" + base32(randomBytes(16))
+    }
+
+    /// A fresh random API key, shown to the merchant once (`sk_` + 43 base32 characters).
+    public static func newAPIKey() -> String {
+        "sk_" + base32(randomBytes(27))
+    }
+
+    /// A fresh UUID string for a command id.
+    public static func newCommandId() -> String { UUID().uuidString.lowercased() }
+
+    /// Hex SHA-256 of a secret, as stored (API keys are never stored in clear).
+    public static func sha256Hex(_ text: String) -> String {
+        digest(text).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// A 64-bit seed derived from text (routing tie-breaks of a command replay identically).
+    public static func seed(_ text: String) -> UInt64 {
+        digest("seed|\(text)").prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    static func digest(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Array(text.utf8))) }
+
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    static func base32<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
+        var output = "", buffer = 0, bits = 0
+        for byte in bytes {
+            buffer = (buffer << 8) | Int(byte)
+            bits += 8
+            while bits >= 5 {
+                output.append(alphabet[(buffer >> (bits - 5)) & 31])
+                bits -= 5
+            }
+        }
+        if bits > 0 { output.append(alphabet[(buffer << (5 - bits)) & 31]) }
+        return output
+    }
+
+    static func uuidString(_ bytes: [UInt8]) -> String {
+        var b = Array(bytes.prefix(16))
+        b[6] = (b[6] & 0x0F) | 0x80 // version 8
+        b[8] = (b[8] & 0x3F) | 0x80 // RFC 4122 variant
+        let hex = b.map { String(format: "%02x", $0) }.joined()
+        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
+                     hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
+        return parts.joined(separator: "-")
+    }
+}

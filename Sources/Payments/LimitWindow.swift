@@ -1,0 +1,26 @@
+import Foundation
+
+/// The UTC day and month windows a payment counts in (RULES "Transaction limits").
+public struct LimitWindows: Sendable, Equatable {
+    /// `yyyyMMdd`.
+    public var day: String
+    /// `yyyyMM`.
+    public var month: String
+    /// Seconds until the end of the day and month windows (keys expire a little after that).
+    public var secondsToDayEnd: Int
+    public var secondsToMonthEnd: Int
+
+    public init(at date: Date) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+        day = String(format: "%04d%02d%02d", parts.year!, parts.month!, parts.day!)
+        month = String(format: "%04d%02d", parts.year!, parts.month!)
+        let startOfDay = calendar.startOfDay(for: date)
+        let nextDay = calendar.date(byAdding: .day, value: 1, to: startOfDay)!
+        let startOfMonth = calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!
+        let nextMonth = calendar.date(byAdding: .month, value: 1, to: startOfMonth)!
+        secondsToDayEnd = max(1, Int(nextDay.timeIntervalSince(date).rounded(.up)))
+        secondsToMonthEnd = max(1, Int(nextMonth.timeIntervalSince(date).rounded(.up)))
+    }
+}

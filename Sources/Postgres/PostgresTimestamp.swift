@@ -1,0 +1,139 @@
+import Foundation
+
+/// Converts `Date` to and from PostgreSQL's ISO text form, to the microsecond (PostgreSQL's
+/// precision), without Foundation formatters (they are slow and keep only milliseconds).
+enum PostgresTimestamp {
+    /// `2026-11-25T01:02:03.123456Z`: always UTC, always six fraction digits.
+    static func format(_ date: Date) -> String {
+        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let seconds = floorDiv(micros, 1_000_000)
+        let fraction = micros - seconds * 1_000_000
+        let days = floorDiv(seconds, 86_400)
+        let secondOfDay = seconds - days * 86_400
+        let (year, month, day) = civil(fromDays: days)
+        return pad(year, 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(day), 2)
+            + "T" + pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
+            + "." + pad(fraction, 6) + "Z"
+    }
+
+    /// Parses what PostgreSQL prints with `DateStyle=ISO` for `timestamptz`, `timestamp` (taken as
+    /// UTC) and `date` (midnight UTC): `2026-11-25 01:02:03.123456+00`, `...+05:30`, `2026-11-25`.
+    /// Also accepts a `T` separator and `Z`. `infinity` maps to `Date.distantFuture`.
+    static func parse(_ text: String) -> Date? {
+        switch text {
+        case "infinity": return .distantFuture
+        case "-infinity": return .distantPast
+        default: break
+        }
+        var scanner = Scanner(Array(text.utf8))
+        guard let year = scanner.digits(min: 4, max: 7), scanner.take(UInt8(ascii: "-")),
+              let month = scanner.digits(min: 2, max: 2), scanner.take(UInt8(ascii: "-")),
+              let day = scanner.digits(min: 2, max: 2),
+              (1...12).contains(month), (1...31).contains(day)
+        else { return nil }
+        var seconds = days(fromCivil: year, month: Int(month), day: Int(day)) * 86_400
+        var micros: Int64 = 0
+        if scanner.take(UInt8(ascii: " ")) || scanner.take(UInt8(ascii: "T")) {
+            guard let hour = scanner.digits(min: 2, max: 2), scanner.take(UInt8(ascii: ":")),
+                  let minute = scanner.digits(min: 2, max: 2), scanner.take(UInt8(ascii: ":")),
+                  let second = scanner.digits(min: 2, max: 2),
+                  hour <= 24, minute < 60, second < 61
+            else { return nil }
+            seconds += hour * 3600 + minute * 60 + second
+            if scanner.take(UInt8(ascii: ".")) {
+                var scale: Int64 = 100_000
+                var any = false
+                while let digit = scanner.digit() {
+                    micros += Int64(digit) * scale
+                    scale /= 10
+                    any = true
+                }
+                guard any else { return nil }
+            }
+            if scanner.take(UInt8(ascii: "Z")) {
+                // UTC
+            } else if let sign = scanner.sign() {
+                guard let offsetHours = scanner.digits(min: 2, max: 2) else { return nil }
+                var offset = offsetHours * 3600
+                _ = scanner.take(UInt8(ascii: ":"))
+                if let offsetMinutes = scanner.digits(min: 2, max: 2) {
+                    offset += offsetMinutes * 60
+                    _ = scanner.take(UInt8(ascii: ":"))
+                    if let offsetSeconds = scanner.digits(min: 2, max: 2) { offset += offsetSeconds }
+                }
+                seconds -= sign * offset
+            }
+        }
+        guard scanner.atEnd else { return nil }  // e.g. " BC"
+        return Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
+    }
+
+    private struct Scanner {
+        let bytes: [UInt8]
+        var index = 0
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        var atEnd: Bool { index == bytes.count }
+
+        mutating func take(_ byte: UInt8) -> Bool {
+            guard index < bytes.count, bytes[index] == byte else { return false }
+            index += 1
+            return true
+        }
+
+        mutating func digit() -> Int? {
+            guard index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) else { return nil }
+            defer { index += 1 }
+            return Int(bytes[index] - UInt8(ascii: "0"))
+        }
+
+        mutating func digits(min: Int, max: Int) -> Int64? {
+            let start = index
+            var value: Int64 = 0
+            while index - start < max, let d = digit() { value = value * 10 + Int64(d) }
+            if index - start < min {
+                index = start
+                return nil
+            }
+            return value
+        }
+
+        mutating func sign() -> Int64? {
+            if take(UInt8(ascii: "+")) { return 1 }
+            if take(UInt8(ascii: "-")) { return -1 }
+            return nil
+        }
+    }
+
+    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
+        let q = a / b
+        return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+    }
+
+    private static func pad(_ value: Int64, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+
+    // Howard Hinnant's civil-calendar algorithms (proleptic Gregorian, day 0 = 1970-01-01).
+    private static func civil(fromDays z0: Int64) -> (year: Int64, month: Int, day: Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), Int(month), Int(day))
+    }
+
+    private static func days(fromCivil year0: Int64, month: Int, day: Int) -> Int64 {
+        let year = month <= 2 ? year0 - 1 : year0
+        let era = (year >= 0 ? year : year - 399) / 400
+        let yoe = year - era * 400
+        let m = Int64(month)
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + Int64(day) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+}

@@ -1,0 +1,146 @@
+import ConnectionThread
+import Logging
+import Synchronization
+
+/// A small pool of hiredis connections, each owned by its own thread; binary safe.
+///
+/// - Each call goes to the connection with the fewest calls queued, which runs it while the
+///   caller awaits; blocking never happens on Swift's cooperative threads.
+/// - Connections open lazily, on first use. A broken connection is replaced on its next use;
+///   the call that saw it break throws `RedisError.isConnection` and is NOT retried (the command
+///   may or may not have run; retry only idempotent commands, yourself).
+/// - A command's error reply is thrown as `RedisError`.
+/// - A blocking command (`BLPOP`, ...) holds its connection until it returns; calls picked for
+///   that connection meanwhile wait behind it. Mind the configuration's `timeout` for those.
+/// - Ordering: two calls awaited one after the other run in that order. Calls made concurrently
+///   may run on different connections in any order; use `pipeline` or a script for atomicity.
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let lanes: [Lane]
+    private let logger: Logger
+    /// Script source -> SHA1 the server returned from `SCRIPT LOAD`.
+    private let scriptSHAs = Mutex<[String: String]>([:])
+    private let closed = Atomic<Bool>(false)
+    private let rotation = Atomic<Int>(0)
+
+    public convenience init(url: String, poolSize: Int = 4, logger: Logger) throws {
+        self.init(configuration: try RedisConfiguration(url: url), poolSize: poolSize, logger: logger)
+    }
+
+    public init(configuration: RedisConfiguration, poolSize: Int = 4, logger: Logger) {
+        precondition(poolSize > 0, "RedisClient needs at least one connection")
+        self.configuration = configuration
+        self.logger = logger
+        lanes = (0..<poolSize).map { index in
+            Lane(thread: ConnectionThread(
+                name: "redis-\(index)",
+                state: HiredisSession(configuration: configuration, label: "\(configuration)#\(index)", logger: logger),
+                teardown: { session in session.close() }))
+        }
+    }
+
+    deinit {
+        for lane in lanes { lane.thread.shutdown() }
+    }
+
+    /// Runs one command, e.g. `["SET", key, value, "PX", "5000"]` (arguments sent as UTF-8).
+    public func command(_ arguments: [String]) async throws -> RedisValue {
+        try await command(bytes: arguments.map { Array($0.utf8) })
+    }
+
+    /// Runs one command given as raw bytes: arguments may hold any byte, NUL included.
+    public func command(bytes arguments: [[UInt8]]) async throws -> RedisValue {
+        guard !arguments.isEmpty else { throw RedisError(message: "empty redis command") }
+        let value = try await run { session in try session.command(arguments) }
+        if case .error(let message) = value { throw RedisError(message: message) }
+        return value
+    }
+
+    /// Runs `script` with `EVALSHA`, loading it first (`SCRIPT LOAD`) if this client has no SHA
+    /// for it yet. If the server lost it (`NOSCRIPT`: restart, failover, `SCRIPT FLUSH`), it is
+    /// run once more with `EVAL <source>`, which puts it back in the server's script cache and
+    /// runs it in one atomic step, so a second flush racing the retry cannot fail it. A script's
+    /// error reply is thrown as `RedisError`.
+    public func eval(_ script: RedisScript, keys: [String], args: [String]) async throws -> RedisValue {
+        let tail = [Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + args.map { Array($0.utf8) }
+        let sha: String
+        if let cached = scriptSHAs.withLock({ $0[script.source] }) {
+            sha = cached
+        } else {
+            sha = try await load(script)
+        }
+        do {
+            return try await command(bytes: [Array("EVALSHA".utf8), Array(sha.utf8)] + tail)
+        } catch let error as RedisError where error.isNoScript {
+            logger.debug("redis script missing on server (NOSCRIPT); sending its source again", metadata: ["sha": "\(sha)"])
+            return try await command(bytes: [Array("EVAL".utf8), Array(script.source.utf8)] + tail)
+        }
+    }
+
+    /// Loads `script` on the server (`SCRIPT LOAD`), caches and returns its SHA1.
+    @discardableResult
+    public func load(_ script: RedisScript) async throws -> String {
+        let reply = try await command(["SCRIPT", "LOAD", script.source])
+        guard let sha = reply.string else {
+            throw RedisError(message: "SCRIPT LOAD answered \(reply), not a SHA1")
+        }
+        scriptSHAs.withLock { $0[script.source] = sha }
+        logger.debug("redis script loaded", metadata: ["sha": "\(sha)"])
+        return sha
+    }
+
+    /// Sends every command, then reads every reply, on one connection in one round trip. Not a
+    /// transaction (wrap in MULTI/EXEC for that). An error reply of one command is returned in
+    /// its place as `.error` rather than thrown, so the other replies are not lost. A connection
+    /// failure throws and loses all replies.
+    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+        try await pipeline(bytes: commands.map { $0.map { Array($0.utf8) } })
+    }
+
+    /// `pipeline` with raw byte arguments.
+    public func pipeline(bytes commands: [[[UInt8]]]) async throws -> [RedisValue] {
+        guard !commands.contains(where: \.isEmpty) else { throw RedisError(message: "empty redis command in pipeline") }
+        if commands.isEmpty { return [] }
+        return try await run { session in try session.pipeline(commands) }
+    }
+
+    /// Stops taking commands, lets those already queued finish, closes every connection.
+    public func close() async {
+        closed.store(true, ordering: .releasing)
+        for lane in lanes { await lane.thread.shutdownAndWait() }
+        logger.debug("redis client closed")
+    }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable (HiredisSession) throws -> T) async throws -> T {
+        let closedError = RedisError(message: "RedisClient is closed", isConnection: true)
+        guard !closed.load(ordering: .acquiring) else { throw closedError }
+        let lane = pickLane()
+        defer { lane.calls.subtract(1, ordering: .relaxed) }
+        return try await lane.thread.run(closedError: closedError) { session in try body(session) }
+    }
+
+    /// One connection's thread and how many calls are queued on it or running.
+    private final class Lane: Sendable {
+        let thread: ConnectionThread<HiredisSession>
+        let calls = Atomic<Int>(0)
+        init(thread: ConnectionThread<HiredisSession>) { self.thread = thread }
+    }
+
+    /// The lane with the fewest calls; the scan starts at a rotating lane so that concurrent
+    /// callers facing equal loads spread out instead of piling onto one connection.
+    private func pickLane() -> Lane {
+        let start = rotation.wrappingAdd(1, ordering: .relaxed).oldValue & Int.max
+        var best = lanes[start % lanes.count]
+        var bestLoad = best.calls.load(ordering: .relaxed)
+        for step in 1..<lanes.count where bestLoad > 0 {
+            let candidate = lanes[(start + step) % lanes.count]
+            let load = candidate.calls.load(ordering: .relaxed)
+            if load < bestLoad {
+                best = candidate
+                bestLoad = load
+            }
+        }
+        best.calls.add(1, ordering: .relaxed)
+        return best
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Payments
+import Postgres
+
+/// Merchants in PostgreSQL. API keys are stored as SHA-256 hashes and returned in clear only once.
+public struct MerchantStore: Sendable {
+    public init() {}
+
+    static let columns = "merchant_id, name, tier, base_currency, country, auto_settlement, limit_overrides, created_at"
+
+    /// Creates a merchant and its API key; the key is in the result and nowhere else.
+    public func create(_ new: NewMerchant, on connection: PostgresConnection) async throws -> (merchant: Merchant, apiKey: String) {
+        let apiKey = Identifiers.newAPIKey()
+        let result = try await connection.query("""
+            INSERT INTO merchants (merchant_id, name, tier, base_currency, country, auto_settlement, api_key_hash)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING \(Self.columns)
+            """, [Identifiers.newMerchantId(), new.name, new.tier.rawValue, new.baseCurrency.rawValue, new.country,
+                  new.autoSettlement, Identifiers.sha256Hex(apiKey)])
+        return (try Self.merchant(from: result.rows[0]), apiKey)
+    }
+
+    public func find(id: String, on connection: PostgresConnection) async throws -> Merchant? {
+        try await connection.query("SELECT \(Self.columns) FROM merchants WHERE merchant_id = $1", [id])
+            .first.map(Self.merchant(from:))
+    }
+
+    /// The merchant owning `apiKey`, or nil.
+    public func authenticate(apiKey: String, on connection: PostgresConnection) async throws -> Merchant? {
+        try await connection.query("SELECT \(Self.columns) FROM merchants WHERE api_key_hash = $1",
+                                   [Identifiers.sha256Hex(apiKey)]).first.map(Self.merchant(from:))
+    }
+
+    static func merchant(from row: PostgresRow) throws -> Merchant {
+        let tierText = try row.string("tier"), currencyText = try row.string("base_currency")
+        guard let tier = Tier(rawValue: tierText), let currency = Currency(rawValue: currencyText) else {
+            throw StoreError.corrupt("merchant \(try row.string("merchant_id")) has tier \(tierText), currency \(currencyText)")
+        }
+        let overrides = try row.optionalString("limit_overrides").map {
+            try JSONDecoder().decode(LimitOverrides.self, from: Data($0.utf8))
+        }
+        return Merchant(merchantId: try row.string("merchant_id"), name: try row.string("name"), tier: tier,
+                        baseCurrency: currency, country: try row.string("country"),
+                        autoSettlement: try row.bool("auto_settlement"), limitOverrides: overrides,
+                        createdAt: Timestamp.format(try row.date("created_at")))
+    }
+}
+
+/// A stored value that does not decode: a bug or a hand edit, never user input.
+public enum StoreError: Error, CustomStringConvertible {
+    case corrupt(String)
+    public var description: String {
+        switch self {
+        case .corrupt(let what): "corrupt row: \(what)"
+        }
+    }
+}
+
+/// JSON encoding as every store writes it: sorted keys, so equal values give equal text.
+public enum StoreJSON {
+    public static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+}

@@ -1,0 +1,126 @@
+import Logging
+import Postgres
+
+/// One schema change. Migrations are applied in version order, each in its own transaction,
+/// under an advisory lock so that concurrent `payfleet migrate` runs are harmless.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+}
+
+/// The schema of PayFleet's PostgreSQL database: the one place it is defined.
+public enum Migrations {
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "merchants, payments, inbox, outbox, http idempotency", sql: """
+        CREATE TABLE merchants (
+            merchant_id     text PRIMARY KEY,
+            name            text NOT NULL,
+            tier            text NOT NULL CHECK (tier IN ('starter', 'business', 'enterprise', 'premium')),
+            base_currency   text NOT NULL,
+            country         text NOT NULL,
+            auto_settlement boolean NOT NULL DEFAULT true,
+            limit_overrides jsonb,
+            api_key_hash    text NOT NULL UNIQUE,
+            created_at      timestamptz NOT NULL DEFAULT now(),
+            updated_at      timestamptz NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE payments (
+            payment_no      text PRIMARY KEY,
+            merchant_id     text NOT NULL REFERENCES merchants (merchant_id),
+            order_no        text NOT NULL,
+            amount          bigint NOT NULL CHECK (amount > 0),
+            amount_base     bigint,
+            currency        text NOT NULL,
+            country         text NOT NULL,
+            pay_method      text NOT NULL,
+            channel         text,
+            channel_ref     text,
+            routing         jsonb,
+            channel_fee     bigint NOT NULL DEFAULT 0,
+            status          text NOT NULL,
+            failure_code    text,
+            failure_message text,
+            refunded_amount bigint NOT NULL DEFAULT 0 CHECK (refunded_amount >= 0 AND refunded_amount <= amount),
+            pre_auth_no     text,
+            subject         text,
+            metadata        jsonb NOT NULL DEFAULT '{}',
+            customer        jsonb,
+            command_id      text NOT NULL,
+            version         integer NOT NULL DEFAULT 1,
+            created_at      timestamptz NOT NULL,
+            updated_at      timestamptz NOT NULL
+        );
+        CREATE INDEX payments_merchant_order ON payments (merchant_id, order_no);
+        CREATE INDEX payments_merchant_created ON payments (merchant_id, created_at);
+
+        -- The inbox: one row per (merchant, idempotency key), written in the same transaction as
+        -- the command's effect, holding the outcome event so that a duplicate re-emits it.
+        CREATE TABLE inbox (
+            merchant_id         text NOT NULL,
+            idempotency_key     text NOT NULL,
+            command_id          text NOT NULL,
+            command_type        text NOT NULL,
+            request_hash        text NOT NULL,
+            outcome_type        text,
+            outcome_routing_key text,
+            outcome_event       text,
+            created_at          timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (merchant_id, idempotency_key)
+        );
+
+        -- The transactional outbox: events committed with their effect, published after commit.
+        CREATE TABLE outbox (
+            id             bigserial PRIMARY KEY,
+            event_id       text NOT NULL,
+            event_type     text NOT NULL,
+            exchange       text NOT NULL,
+            routing_key    text NOT NULL,
+            resource_key   text NOT NULL,
+            correlation_id text,
+            body           text NOT NULL,
+            created_at     timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX outbox_resource ON outbox (resource_key, id);
+
+        -- HTTP Idempotency-Key records (CONTRACT §4), kept 24 h.
+        CREATE TABLE http_idempotency (
+            merchant_id      text NOT NULL,
+            idempotency_key  text NOT NULL,
+            request_hash     text NOT NULL,
+            state            text NOT NULL CHECK (state IN ('in_flight', 'done')),
+            response_status  integer,
+            response_headers jsonb,
+            response_body    text,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            updated_at       timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (merchant_id, idempotency_key)
+        );
+        """),
+    ]
+
+    /// Applies every migration not yet applied; returns the versions it applied.
+    @discardableResult
+    public static func apply(to pool: PostgresPool, logger: Logger) async throws -> [Int] {
+        try await pool.transaction { connection in
+            _ = try await connection.query("SELECT pg_advisory_xact_lock(7270001)", [])
+            try await connection.execute(simple: """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())
+                """)
+            let applied = Set(try await connection.query("SELECT version FROM schema_migrations", []).rows.map { try $0.int("version") })
+            var done: [Int] = []
+            for migration in all where !applied.contains(migration.version) {
+                logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+                try await connection.execute(simple: migration.sql)
+                _ = try await connection.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                               [migration.version, migration.name])
+                done.append(migration.version)
+            }
+            return done
+        }
+    }
+}

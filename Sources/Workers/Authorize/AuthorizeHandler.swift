@@ -1,0 +1,97 @@
+import Fleet
+import Foundation
+import Logging
+import Payments
+import Postgres
+import Store
+
+/// `payment.create`: validate, check and reserve the merchant's limits, route to a channel, charge
+/// it, and persist the payment with its outcome event — all inside the runtime's transaction.
+///
+/// Exactly once: the limit reservation is keyed by the command's idempotency key, so a redelivery
+/// never reserves twice; a failure releases the reservation before the failed payment commits.
+/// A transient channel error rolls everything back and is retried (the reservation stays, and the
+/// retried command finds it); on the final attempt the payment fails with `channel_error`.
+public struct AuthorizeHandler: CommandHandler {
+    public let commandType = "payment.create"
+    let ledger: LimitLedger
+    let merchants = MerchantStore()
+    let payments = PaymentStore()
+    let routing: @Sendable () -> RoutingConfig
+    let fx: FXTable
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    public init(ledger: LimitLedger, routing: @escaping @Sendable () -> RoutingConfig = { .defaults }, fx: FXTable = .defaults,
+                logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.ledger = ledger
+        self.routing = routing
+        self.fx = fx
+        self.logger = logger
+        self.clock = clock
+    }
+
+    public func parse(_ data: JSONValue) -> Result<PaymentRequest, ValidationFailure> { PaymentRequest.parse(data) }
+
+    public func handle(_ command: Command<PaymentRequest>, in tx: PostgresConnection) async throws -> Outcome {
+        let request = command.payload
+        guard let merchant = try await merchants.find(id: command.merchantId, on: tx) else {
+            return .rejected(code: "merchant_not_found", message: "no merchant \(TextRules.forLog(command.merchantId, limit: 64))")
+        }
+        guard let amountBase = fx.convert(request.amount, from: request.currency, to: merchant.baseCurrency) else {
+            return .rejected(code: "invalid_request", message: "amount overflows when converted to \(merchant.baseCurrency.rawValue)",
+                             errors: [FieldError("amount", "is too large")])
+        }
+
+        let now = clock()
+        let paymentNo = Identifiers.paymentNo(merchantId: merchant.merchantId, idempotencyKey: command.idempotencyKey)
+        let input = RoutingInput(amount: request.amount, currency: request.currency, country: request.country,
+                                 payMethod: request.payMethod, forcedChannel: request.channel,
+                                 mode: request.routingMode ?? routing().defaultMode)
+        let decision = ChannelRouter(config: routing()).decide(input, seed: Identifiers.seed(command.id))
+
+        func finish(_ status: PaymentStatus, fee: Int64 = 0, failure: FailureCode? = nil, message: String? = nil,
+                    reference: String? = nil) async throws -> Outcome {
+            let payment = Payment(paymentNo: paymentNo, merchantId: merchant.merchantId, request: request, status: status,
+                                  channel: decision.channel, routing: decision, channelFee: fee, failureCode: failure?.rawValue,
+                                  failureMessage: message, version: 1, at: now)
+            try await payments.insert(payment, amountBase: amountBase, channelRef: reference, customer: request.customer,
+                                      commandId: command.id, on: tx)
+            return .done([Event(type: status.eventType, merchantId: merchant.merchantId, resourceKey: "payment:\(paymentNo)",
+                                data: payment)])
+        }
+
+        if request.currency != merchant.baseCurrency && !merchant.tier.policy.multiCurrency {
+            return try await finish(.failed, failure: .tierForbidden,
+                                    message: "the \(merchant.tier.rawValue) tier takes \(merchant.baseCurrency.rawValue) only; multi-currency needs business or above")
+        }
+        guard let channel = decision.channel else {
+            return try await finish(.failed, failure: .noChannel,
+                                    message: "no enabled channel takes \(request.currency.rawValue) by \(request.payMethod.rawValue)")
+        }
+
+        switch try await ledger.reserve(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey,
+                                        amount: amountBase, limits: merchant.limits, windows: LimitWindows(at: now)) {
+        case .exceeded(let kind):
+            return try await finish(.failed, failure: .limitExceeded, message: "the \(kind.rawValue) limit would be exceeded")
+        case .reserved, .alreadyReserved:
+            break
+        }
+
+        switch SandboxChannel.outcome(channel: channel, amount: request.amount, paymentNo: paymentNo) {
+        case .succeeded(let reference):
+            return try await finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
+        case .pending(let reference):
+            return try await finish(.pending, fee: decision.estimatedFee ?? 0, reference: reference)
+        case .declined:
+            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey)
+            return try await finish(.failed, failure: .channelDeclined, message: "\(channel) declined the payment")
+        case .transientError where !command.isFinalAttempt:
+            return .retryLater("\(channel) had a transient error")
+        case .transientError:
+            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey)
+            return try await finish(.failed, failure: .channelError,
+                                    message: "\(channel) kept failing after \(command.attempt) retries")
+        }
+    }
+}

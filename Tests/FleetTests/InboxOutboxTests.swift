@@ -1,0 +1,198 @@
+import AMQP
+@testable import Fleet
+import Foundation
+import PayFleetTesting
+import Payments
+import Postgres
+import Store
+import Testing
+
+/// The runtime against real RabbitMQ and PostgreSQL: inbox, outbox, retries, parking.
+@Suite(.serialized) struct InboxOutboxTests {
+    @Test func duplicatesTakeEffectOnceAndReEmitTheSameEvent() async throws {
+        let harness = try await RuntimeHarness()
+        let merchant = TestEnvironment.unique("mch")
+        let events = try await EventSubscriber(bindingKey: "m.\(merchant).#")
+        let account = TestEnvironment.unique("acct")
+        let first = harness.command(account: account, merchantId: merchant, key: "key-1")
+        // The same command three times, then a re-publish under a new id with the same key.
+        for _ in 0..<3 { try await harness.send(first) }
+        try await harness.send(harness.command(account: account, merchantId: merchant, key: "key-1"))
+
+        let received = await events.wait { $0.count >= 4 }
+        #expect(received.count == 4)
+        #expect(Set(received.map(\.eventId)).count == 1, "every duplicate re-emits the first outcome's event id")
+        #expect(received.allSatisfy { $0.type == "ledger.posted" })
+        #expect(received.first?.eventId == Identifiers.eventId(commandId: first.id, type: "ledger.posted"))
+        #expect(try await harness.effects(account: account).count == 1)
+        await events.close()
+        await harness.close()
+    }
+
+    @Test func sameKeyWithAnotherPayloadIsRejected() async throws {
+        let harness = try await RuntimeHarness()
+        let merchant = TestEnvironment.unique("mch")
+        let events = try await EventSubscriber(bindingKey: "m.\(merchant).#")
+        let account = TestEnvironment.unique("acct")
+        try await harness.send(harness.command(account: account, amount: 100, merchantId: merchant, key: "k"))
+        _ = await events.wait { $0.count >= 1 }
+        let second = harness.command(account: account, amount: 999, merchantId: merchant, key: "k")
+        try await harness.send(second)
+        let received = await events.wait { $0.count >= 2 }
+        let rejection = try #require(received.first { $0.type == "command.rejected" })
+        #expect(rejection.data["code"] as? String == "idempotency_key_reused")
+        #expect(rejection.correlationId == second.id)
+        #expect(try await harness.effects(account: account).count == 1)
+        await events.close()
+        await harness.close()
+    }
+
+    @Test func outcomeIsSentToReplyTo() async throws {
+        let harness = try await RuntimeHarness()
+        let replies = try await TestEnvironment.amqp("reply listener", confirms: false)
+        let replyQueue = try await replies.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true, autoDelete: true, arguments: [:])).name
+        _ = try await replies.consume(ConsumeSpec(queue: replyQueue, noAck: true))
+        let command = harness.command(account: TestEnvironment.unique("acct"))
+        try await harness.send(command, replyTo: replyQueue)
+        var iterator = replies.deliveries.makeAsyncIterator()
+        let reply = await iterator.next()
+        #expect(reply?.properties.correlationId == command.id)
+        #expect(reply?.properties.type == "ledger.posted")
+        await replies.close()
+        await harness.close()
+    }
+
+    @Test func poisonMessagesAreParkedWithTheirReasonAndTheWorkerGoesOn() async throws {
+        let harness = try await RuntimeHarness()
+        let parked = try await EventSubscriber(exchange: Exchanges.parking, bindingKey: "")
+        try await harness.sendRaw("this is not JSON", messageId: "poison-1")
+        try await harness.sendRaw(#"{"specversion":"1.0","id":"poison-2","type":"ledger.post","source":"/t","data":{"account":"a","amount":1}}"#,
+                                  messageId: "poison-2") // no merchantid
+        try await harness.sendRaw(#"{"specversion":"1.0","id":"poison-3","type":"ledger.post","source":"/t","merchantid":"m","data":{"account":"a","amount":-5}}"#,
+                                  messageId: "poison-3")
+        try await harness.sendRaw(#"{"specversion":"1.0","id":"poison-4","type":"no.such.command","source":"/t","merchantid":"m","data":{}}"#,
+                                  type: "no.such.command", messageId: "poison-4")
+        try await harness.sendRaw(#"{"specversion":"1.0","id":"poison-5","type":"ledger.post","source":"/t","merchantid":"m","data":{"account":"x'); DROP TABLE payments; --","amount":"1e400"}}"#,
+                                  messageId: "poison-5")
+        let mine = await parked.wait { events in
+            Set(events.filter { $0.headers[FleetHeaders.parkedQueue] == .string(harness.queue) }.map(\.eventId)).count >= 5
+        }.filter { $0.headers[FleetHeaders.parkedQueue] == .string(harness.queue) }
+        let reasons = Dictionary(mine.map { ($0.eventId, $0.headers[FleetHeaders.parkedReason]) }, uniquingKeysWith: { a, _ in a })
+        #expect(Set(reasons.keys) == ["poison-1", "poison-2", "poison-3", "poison-4", "poison-5"])
+        if case .string(let reason)? = reasons["poison-1"] { #expect(reason.contains("invalid_request")) } else { Issue.record("no reason") }
+        if case .string(let reason)? = reasons["poison-3"] { #expect(reason.contains("amount")) } else { Issue.record("no reason") }
+        if case .string(let reason)? = reasons["poison-4"] { #expect(reason.contains("unsupported_command")) } else { Issue.record("no reason") }
+
+        // Still alive and working.
+        let account = TestEnvironment.unique("acct")
+        try await harness.send(harness.command(account: account))
+        #expect(try await eventually { try await harness.effects(account: account).count == 1 })
+        await parked.close()
+        await harness.close()
+    }
+
+    @Test func retryLaterGoesThroughTheDelayQueueAndComesBack() async throws {
+        let harness = try await RuntimeHarness()
+        let account = TestEnvironment.unique("retry-once")
+        try await harness.send(harness.command(account: account))
+        #expect(try await eventually(timeout: .seconds(30)) { try await harness.effects(account: account).count == 1 })
+        #expect(try await harness.effects(account: account).first?.attempt == 1)
+        await harness.close()
+    }
+
+    @Test func retriesAreBoundedThenParked() async throws {
+        let harness = try await RuntimeHarness(maxRetries: 1)
+        let parked = try await EventSubscriber(exchange: Exchanges.parking, bindingKey: "")
+        let command = harness.command(account: TestEnvironment.unique("always-retry"))
+        try await harness.send(command)
+        let found = await parked.wait(timeout: .seconds(30)) { $0.contains { $0.eventId == command.id } }
+        let entry = try #require(found.first { $0.eventId == command.id })
+        guard case .string(let reason)? = entry.headers[FleetHeaders.parkedReason] else { Issue.record("no reason"); return }
+        #expect(reason.contains("gave up after 1 retries"))
+        #expect(entry.headers[FleetHeaders.retryCount] == .int(1))
+        await parked.close()
+        await harness.close()
+    }
+
+    @Test func aFailingHandlerRollsBackItsEffectAndInboxRow() async throws {
+        let harness = try await RuntimeHarness(maxRetries: 0)
+        let parked = try await EventSubscriber(exchange: Exchanges.parking, bindingKey: "")
+        let command = harness.command(account: TestEnvironment.unique("throw-after-write"), merchantId: TestEnvironment.unique("mch"))
+        try await harness.send(command)
+        _ = await parked.wait { $0.contains { $0.eventId == command.id } }
+        #expect(try await harness.effects(account: command.data.account).isEmpty)
+        let inbox = try await harness.pool.query("SELECT 1 FROM inbox WHERE merchant_id = $1", [command.merchantid!])
+        #expect(inbox.rows.isEmpty)
+        await parked.close()
+        await harness.close()
+    }
+}
+
+/// The outbox relay: per-resource commit order with concurrent relays, and resumption after failure.
+@Suite(.serialized) struct OutboxRelayTests {
+    func insert(_ rows: [OutboxRow], pool: PostgresPool) async throws {
+        try await pool.transaction { try await Outbox.append(rows, on: $0) }
+    }
+
+    @Test func concurrentRelaysKeepEachResourcesOrder() async throws {
+        let pool = try TestEnvironment.postgres(size: 6)
+        try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
+        let topic = TestEnvironment.unique("relay").replacingOccurrences(of: "-", with: "_")
+        let events = try await EventSubscriber(bindingKey: "sys.\(topic).#")
+        var rows: [OutboxRow] = []
+        for sequence in 0..<30 {
+            for resource in ["a", "b", "c"] {
+                rows.append(OutboxRow(eventId: "\(topic)-\(resource)-\(sequence)", eventType: "test.event", exchange: Exchanges.events,
+                                      routingKey: "sys.\(topic).\(resource)", resourceKey: "\(topic):\(resource)", correlationId: nil,
+                                      body: "{\"seq\":\(sequence)}"))
+            }
+        }
+        try await insert(rows, pool: pool)
+        let publisherA = try await TestEnvironment.amqp("relay a"), publisherB = try await TestEnvironment.amqp("relay b")
+        let relays = [OutboxRelay(pool: pool, publisher: publisherA, logger: TestEnvironment.logger, batchSize: 7),
+                      OutboxRelay(pool: pool, publisher: publisherB, logger: TestEnvironment.logger, batchSize: 5)]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for relay in relays {
+                group.addTask { while try await relay.relayOnce() > 0 {} }
+            }
+            try await group.waitForAll()
+        }
+        let received = await events.wait { $0.count >= 90 }
+        #expect(received.count == 90)
+        for resource in ["a", "b", "c"] {
+            let order = received.filter { $0.routingKey.hasSuffix(".\(resource)") }.map(\.eventId)
+            #expect(order == (0..<30).map { "\(topic)-\(resource)-\($0)" })
+        }
+        let left = try await pool.query("SELECT count(*) AS n FROM outbox WHERE resource_key LIKE $1", ["\(topic)%"])
+        #expect(try left.rows[0].int("n") == 0)
+        await events.close()
+        await publisherA.close()
+        await publisherB.close()
+        await pool.close()
+    }
+
+    @Test func aRelayThatFailedLeavesItsRowsForTheNext() async throws {
+        let pool = try TestEnvironment.postgres(size: 3)
+        try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
+        let topic = TestEnvironment.unique("resume").replacingOccurrences(of: "-", with: "_")
+        let events = try await EventSubscriber(bindingKey: "sys.\(topic).#")
+        try await insert((0..<10).map {
+            OutboxRow(eventId: "\(topic)-\($0)", eventType: "test.event", exchange: Exchanges.events, routingKey: "sys.\(topic).x",
+                      resourceKey: "\(topic):\($0)", correlationId: nil, body: "{}")
+        }, pool: pool)
+        // A relay whose broker connection is gone cannot get confirms: its pass fails and rolls back.
+        let dead = try await TestEnvironment.amqp("dead relay")
+        await dead.close()
+        await #expect(throws: (any Error).self) { try await OutboxRelay(pool: pool, publisher: dead, logger: TestEnvironment.logger).relayOnce() }
+        let pending = try await pool.query("SELECT count(*) AS n FROM outbox WHERE resource_key LIKE $1", ["\(topic)%"])
+        #expect(try pending.rows[0].int("n") == 10)
+        // The next relay resumes them.
+        let live = try await TestEnvironment.amqp("live relay")
+        let relay = OutboxRelay(pool: pool, publisher: live, logger: TestEnvironment.logger)
+        while try await relay.relayOnce() > 0 {}
+        #expect(await events.wait { $0.count >= 10 }.count == 10)
+        await events.close()
+        await live.close()
+        await pool.close()
+    }
+}

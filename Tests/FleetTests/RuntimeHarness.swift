@@ -1,0 +1,111 @@
+import AMQP
+@testable import Fleet
+import Foundation
+import Logging
+import PayFleetTesting
+import Payments
+import Postgres
+import Store
+
+/// The payload of the test command `ledger.post`: post `amount` to `account`.
+struct LedgerPost: Codable, Sendable, Equatable {
+    var account: String
+    var amount: Int64
+}
+
+/// A handler whose effect is a row in `fleet_test_effects`, so tests can count effects.
+/// Its behaviour per attempt is scripted by the account name:
+/// `retry-once` asks for a retry on the first attempt; `always-retry` always does;
+/// `throw-after-write` writes its effect and then fails (the transaction must roll back).
+struct LedgerHandler: CommandHandler {
+    let commandType = "ledger.post"
+
+    func parse(_ data: JSONValue) -> Result<LedgerPost, ValidationFailure> {
+        guard case .object(let object) = data, case .string(let account)? = object["account"] else {
+            return .failure(ValidationFailure([FieldError("account", "is required")]))
+        }
+        guard case .integer(let amount)? = object["amount"], amount > 0 else {
+            return .failure(ValidationFailure([FieldError("amount", "must be a positive integer")]))
+        }
+        return .success(LedgerPost(account: account, amount: amount))
+    }
+
+    func handle(_ command: Command<LedgerPost>, in tx: PostgresConnection) async throws -> Outcome {
+        let account = command.payload.account
+        if account.hasPrefix("retry-once"), command.attempt == 0 { return .retryLater("scripted retry") }
+        if account.hasPrefix("always-retry") { return .retryLater("scripted failure") }
+        _ = try await tx.query("INSERT INTO fleet_test_effects (command_id, account, amount, attempt) VALUES ($1, $2, $3, $4)",
+                               [command.id, account, command.payload.amount, command.attempt])
+        if account.hasPrefix("throw-after-write") { throw HarnessError.scripted }
+        struct Posted: Codable, Sendable { let account: String; let amount: Int64; let attempt: Int }
+        return .done([Event(type: "ledger.posted", merchantId: command.merchantId, resourceKey: "account:\(account)",
+                            data: Posted(account: account, amount: command.payload.amount, attempt: command.attempt))])
+    }
+
+    enum HarnessError: Error { case scripted }
+}
+
+/// An in-process worker on a private queue, with its own connections, for runtime tests.
+final class RuntimeHarness: Sendable {
+    let queue: String
+    let pool: PostgresPool
+    let consumer: AMQPConnection
+    let publisher: AMQPConnection
+    let relay: OutboxRelay
+    let worker: CommandWorker
+    let task: Task<Void, Never>
+    let relayTask: Task<Void, Never>
+
+    init(maxRetries: Int = 3) async throws {
+        queue = TestEnvironment.unique("test.fleet")
+        pool = try TestEnvironment.postgres(size: 6)
+        try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
+        _ = try await pool.query("""
+            CREATE TABLE IF NOT EXISTS fleet_test_effects (command_id text, account text, amount bigint, attempt int)
+            """, [])
+        let topology = try TopologyFile.load(explicitPath: TestEnvironment.topologyPath)
+        publisher = try await TestEnvironment.amqp("harness publisher")
+        try await publisher.declare(topology)
+        _ = try await publisher.declareQueue(AMQPQueueDeclaration(name: queue, durable: true, exclusive: false, autoDelete: false,
+                                                                  arguments: ["x-queue-type": .string("quorum")]))
+        consumer = try await TestEnvironment.amqp("harness consumer", confirms: false, prefetch: 16, consumes: [ConsumeSpec(queue: queue)])
+        relay = OutboxRelay(pool: pool, publisher: publisher, logger: TestEnvironment.logger)
+        worker = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
+                               retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, logger: TestEnvironment.logger)
+            .handling(LedgerHandler())
+        let worker = self.worker, relay = self.relay
+        task = Task { try? await worker.run() }
+        relayTask = Task { try? await relay.run() }
+    }
+
+    func command(account: String, amount: Int64 = 100, merchantId: String = "mch_test", id: String = Identifiers.newCommandId(),
+                 key: String? = nil) -> CloudEvent<LedgerPost> {
+        CloudEvent(id: id, type: "ledger.post", source: "/test", time: nil, merchantId: merchantId, idempotencyKey: key,
+                   data: LedgerPost(account: account, amount: amount))
+    }
+
+    func send<T: Codable & Sendable>(_ command: CloudEvent<T>, replyTo: String? = nil) async throws {
+        try await Fixtures.publishAll([try Fixtures.message(command, exchange: "", routingKey: queue, replyTo: replyTo)], on: publisher)
+    }
+
+    func sendRaw(_ body: String, type: String = "ledger.post", messageId: String = UUID().uuidString) async throws {
+        let message = AMQPMessage(exchange: "", routingKey: queue, body: Array(body.utf8),
+                                  properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
+                                                             messageId: messageId, type: type), mandatory: true)
+        try await Fixtures.publishAll([message], on: publisher)
+    }
+
+    func effects(account: String) async throws -> [(commandId: String, attempt: Int)] {
+        try await pool.query("SELECT command_id, attempt FROM fleet_test_effects WHERE account = $1 ORDER BY attempt", [account])
+            .rows.map { (try $0.string("command_id"), try $0.int("attempt")) }
+    }
+
+    func close() async {
+        task.cancel()
+        relayTask.cancel()
+        await consumer.close()
+        try? await publisher.deleteQueue(queue)
+        await publisher.close()
+        await pool.close()
+    }
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# deploy/local/test.sh — build PayFleet and run its tests against a private stack.
+#
+# Usage: deploy/local/test.sh [SWIFT TEST ARGS...]     (e.g. --filter LimitLedgerTests)
+#
+# This is the project's test command (.ci/run calls it). It:
+#   1. installs the Debian packages if one is missing (apt-get);
+#   2. starts a fresh test stack, isolated from the one of up.sh, in
+#      .state/test (wiped first): RabbitMQ on 127.0.0.1:5673 (node
+#      payfleet-test@localhost, dist 25673, epmd 4370, no management UI),
+#      PostgreSQL on 5433, Redis on 6380;
+#   3. swift build --build-tests (tests and executables, debug, built once);
+#   4. .build/debug/payfleet migrate and topology apply on the test stack;
+#   5. swift test --skip-build with the arguments given;
+#   6. stops the test stack whatever happened (its logs stay in
+#      .state/test/logs until the next run) and exits with swift test's status.
+#
+# The tests find the stack through these variables, exported here:
+#   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL
+#   PAYFLEET_RABBITMQ_NODE, PAYFLEET_RABBITMQ_HOME (HOME holding the Erlang
+#   cookie), PAYFLEET_RABBITMQ_ENV (source it to run rabbitmqctl on the node),
+#   PAYFLEET_PG_BIN (psql, pgbench), PAYFLEET_BIN_DIR (the debug executables),
+#   PAYFLEET_ADMIN_TOKEN (unless already set).
+# Ports can be moved with PAYFLEET_TEST_{AMQP,DIST,EPMD,PG,REDIS}_PORT.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=deploy/local/lib.sh
+. "$HERE/lib.sh"
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    usage
+    exit 0
+fi
+
+STATE="$PAYFLEET_REPO/.state/test"
+AMQP_PORT=${PAYFLEET_TEST_AMQP_PORT:-5673}
+DIST_PORT=${PAYFLEET_TEST_DIST_PORT:-25673}
+EPMD_PORT=${PAYFLEET_TEST_EPMD_PORT:-4370}
+PG_PORT=${PAYFLEET_TEST_PG_PORT:-5433}
+REDIS_PORT=${PAYFLEET_TEST_REDIS_PORT:-6380}
+NODE=payfleet-test@localhost
+STARTED=$SECONDS
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+stop_test_stack() {
+    local status=$?
+    section "stop the test stack"
+    stop_servers "$STATE" || true
+    log "stopped ($(elapsed)); total $((SECONDS - STARTED))s"
+    return "$status"
+}
+
+section "packages"
+ensure_packages
+log "ok ($(elapsed))"
+
+section "test stack (.state/test)"
+stop_servers "$STATE" # whatever a killed run left behind
+rm -rf "$STATE"
+mkdir -p "$STATE"
+trap stop_test_stack EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT" ||
+    die "the test stack did not start (logs: $STATE/logs)"
+log "stack up ($(elapsed))"
+
+export PAYFLEET_AMQP_URL="amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F"
+export PAYFLEET_DATABASE_URL="postgres://payfleet:payfleet@127.0.0.1:$PG_PORT/payfleet"
+export PAYFLEET_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export PAYFLEET_RABBITMQ_NODE=$NODE
+export PAYFLEET_RABBITMQ_HOME="$STATE/rabbitmq/home"
+export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
+export PAYFLEET_PG_BIN=$PG_BIN
+export PAYFLEET_BIN_DIR="$PAYFLEET_REPO/.build/debug"
+export PAYFLEET_ADMIN_TOKEN=${PAYFLEET_ADMIN_TOKEN:-test-admin-token}
+
+cd "$PAYFLEET_REPO"
+
+section "swift build --build-tests"
+swift build --build-tests
+log "built ($(elapsed))"
+
+section "migrate and apply the topology"
+"$PAYFLEET_BIN_DIR/payfleet" migrate
+"$PAYFLEET_BIN_DIR/payfleet" topology apply
+log "done ($(elapsed))"
+
+section "swift test $*"
+status=0
+swift test --skip-build "$@" || status=$?
+log "swift test exited with $status ($(elapsed))"
+exit "$status"

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# deploy/local/up.sh — run the whole PayFleet fleet on this machine.
+#
+# Usage: deploy/local/up.sh [--scale WORKER=N ...] [--servers-only] [--no-build] [--no-demo]
+#
+#   --scale WORKER=N  run N replicas of payfleet-WORKER (default 1 each);
+#                     repeat for several workers, e.g. --scale authorize=3
+#   --servers-only    start RabbitMQ, PostgreSQL and Redis and stop there
+#                     (then `. .state/local/env` and run the executables yourself)
+#   --no-build        skip `swift build -c release`; use the binaries there are
+#   --no-demo         skip the demo (create a merchant and a payment)
+#   -h, --help        this text
+#
+# What it does:
+#   1. installs the Debian packages if one is missing (apt-get);
+#   2. starts RabbitMQ (with the management UI), PostgreSQL and Redis in
+#      parallel, on 127.0.0.1, with all state in .state/local (git-ignored);
+#   3. swift build -c release; payfleet migrate; payfleet topology apply;
+#   4. runs payfleet-ingress and every worker executable that was built
+#      (payfleet-authorize, -capture, -expire, -timeout, -settle, -archive,
+#      -export, -clock) under deploy/local/supervise.sh, which restarts a
+#      process 1 s after it dies; worker replicas get health/metrics ports
+#      9101, 9102, ... (PAYFLEET_HEALTH_PORT);
+#   5. waits for GET /readyz, creates a demo merchant and a payment, and
+#      prints the endpoints, the admin token and curl examples.
+#
+# Running it again is harmless: servers that run are left alone, and the
+# supervised processes are restarted on the fresh build (with the --scale
+# given this time) — but only once the build and the migrations succeeded,
+# so a broken build leaves the running fleet as it was.
+# Stop everything with deploy/local/down.sh. Logs: .state/local/logs/.
+#
+# Settings (environment; defaults in brackets):
+#   PAYFLEET_HTTP_PORT [8080]  PAYFLEET_AMQP_PORT [5672]  PAYFLEET_AMQP_DIST_PORT [25672]
+#   PAYFLEET_MGMT_PORT [15672] PAYFLEET_EPMD_PORT [4369]  PAYFLEET_RABBITMQ_NODE [payfleet@localhost]
+#   PAYFLEET_PG_PORT [5432]    PAYFLEET_REDIS_PORT [6379] PAYFLEET_HEALTH_PORT_BASE [9101]
+#   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL [built from the ports]
+#   PAYFLEET_ADMIN_TOKEN [generated once, kept in .state/local/admin-token]
+#   PAYFLEET_BIN_DIR [.build/release]   PAYFLEET_WORKERS [the list above]
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=deploy/local/lib.sh
+. "$HERE/lib.sh"
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+# ---------------------------------------------------------------- settings
+
+STATE="$PAYFLEET_REPO/.state/local"
+PID_DIR="$STATE/pids"
+LOG_DIR="$STATE/logs"
+
+HTTP_PORT=${PAYFLEET_HTTP_PORT:-8080}
+AMQP_PORT=${PAYFLEET_AMQP_PORT:-5672}
+DIST_PORT=${PAYFLEET_AMQP_DIST_PORT:-25672}
+MGMT_PORT=${PAYFLEET_MGMT_PORT:-15672}
+EPMD_PORT=${PAYFLEET_EPMD_PORT:-4369}
+NODE=${PAYFLEET_RABBITMQ_NODE:-payfleet@localhost}
+PG_PORT=${PAYFLEET_PG_PORT:-5432}
+REDIS_PORT=${PAYFLEET_REDIS_PORT:-6379}
+HEALTH_PORT_BASE=${PAYFLEET_HEALTH_PORT_BASE:-9101}
+BIN_DIR=${PAYFLEET_BIN_DIR:-$PAYFLEET_REPO/.build/release}
+read -r -a WORKERS <<<"${PAYFLEET_WORKERS:-authorize capture expire timeout settle archive export clock}"
+
+export PAYFLEET_HTTP_PORT=$HTTP_PORT
+export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F}
+export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:$PG_PORT/payfleet}
+export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
+
+declare -A SCALE=()
+SERVERS_ONLY=0
+BUILD=1
+DEMO=1
+
+while (($# > 0)); do
+    case "$1" in
+        --scale)
+            (($# >= 2)) || die "--scale needs WORKER=N"
+            spec=$2
+            shift 2
+            ;;
+        --scale=*)
+            spec=${1#--scale=}
+            shift
+            ;;
+        --servers-only) SERVERS_ONLY=1; shift; continue ;;
+        --no-build) BUILD=0; shift; continue ;;
+        --no-demo) DEMO=0; shift; continue ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    [[ "$spec" =~ ^([a-z0-9-]+)=([0-9]+)$ ]] || die "--scale wants WORKER=N, got '$spec'"
+    name=${BASH_REMATCH[1]#payfleet-}
+    [[ " ${WORKERS[*]} " == *" $name "* ]] || die "--scale: unknown worker '$name' (workers: ${WORKERS[*]})"
+    SCALE[$name]=$((10#${BASH_REMATCH[2]}))
+done
+
+# ---------------------------------------------------------------- steps
+
+# admin_token: PAYFLEET_ADMIN_TOKEN, else the one kept in .state/local/admin-token
+# (generated on the first run).
+admin_token() {
+    local file="$STATE/admin-token"
+    if [[ -n "${PAYFLEET_ADMIN_TOKEN:-}" ]]; then
+        printf '%s' "$PAYFLEET_ADMIN_TOKEN"
+        return
+    fi
+    if [[ ! -s "$file" ]]; then
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+    fi
+    cat "$file"
+}
+
+# write_env_file: .state/local/env, to source in a shell that runs PayFleet
+# executables or tests by hand against this stack.
+write_env_file() {
+    {
+        echo "# PayFleet local stack (deploy/local/up.sh). Source it: . $STATE/env"
+        printf 'export PAYFLEET_AMQP_URL=%q\n' "$PAYFLEET_AMQP_URL"
+        printf 'export PAYFLEET_DATABASE_URL=%q\n' "$PAYFLEET_DATABASE_URL"
+        printf 'export PAYFLEET_REDIS_URL=%q\n' "$PAYFLEET_REDIS_URL"
+        printf 'export PAYFLEET_HTTP_PORT=%q\n' "$PAYFLEET_HTTP_PORT"
+        printf 'export PAYFLEET_ADMIN_TOKEN=%q\n' "$PAYFLEET_ADMIN_TOKEN"
+        printf 'export PAYFLEET_RABBITMQ_ENV=%q\n' "$PAYFLEET_RABBITMQ_ENV"
+        printf 'export PAYFLEET_RABBITMQ_NODE=%q\n' "$NODE"
+        printf 'export PAYFLEET_RABBITMQ_HOME=%q\n' "$STATE/rabbitmq/home"
+        printf 'export PAYFLEET_PG_BIN=%q\n' "$PG_BIN"
+    } >"$STATE/env"
+    chmod 600 "$STATE/env"
+}
+
+# supervise NAME [ENV=VALUE ...] -- CMD...: start CMD under supervise.sh,
+# detached, logging to logs/NAME.log.
+supervise() {
+    local name=$1
+    shift
+    local env=()
+    while [[ "$1" != "--" ]]; do
+        env+=("$1")
+        shift
+    done
+    shift
+    PAYFLEET_PID_DIR="$PID_DIR" PAYFLEET_STOP_TIMEOUT=9 \
+        setsid env "${env[@]}" "$HERE/supervise.sh" "$name" "$LOG_DIR/$name.log" -- "$@" \
+        </dev/null >>"$LOG_DIR/supervisors.log" 2>&1 &
+}
+
+# wait_http URL TIMEOUT_SECONDS: until URL answers 2xx.
+wait_http() {
+    local url=$1 timeout=$2
+    local deadline=$((SECONDS + timeout))
+    until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
+# json_get JSON PATH: prints the value at a dotted PATH (e.g. merchant.merchant_id).
+json_get() {
+    python3 -c '
+import json, sys
+value = json.loads(sys.argv[1])
+for key in sys.argv[2].split("."):
+    value = value[key]
+print(value if isinstance(value, str) else json.dumps(value))
+' "$1" "$2"
+}
+
+# json_pretty: pretty-print stdin when it is JSON, else print it as it is.
+json_pretty() {
+    python3 -c '
+import json, sys
+text = sys.stdin.read()
+try:
+    print(json.dumps(json.loads(text), indent=2))
+except ValueError:
+    print(text)
+'
+}
+
+# http_post URL TOKEN BODY [HEADER...]: POST JSON; sets HTTP_STATUS and HTTP_BODY.
+http_post() {
+    local url=$1 token=$2 body=$3
+    shift 3
+    local headers=(-H "Authorization: Bearer $token" -H "Content-Type: application/json")
+    local h
+    for h in "$@"; do headers+=(-H "$h"); done
+    local out
+    out="$(curl -sS --max-time 30 -w '\n%{http_code}' -X POST "$url" "${headers[@]}" -d "$body")" || out=$'\n000'
+    HTTP_STATUS=${out##*$'\n'}
+    HTTP_BODY=${out%$'\n'*}
+}
+
+# run_demo: create a merchant, then a payment with its API key, and show the answers.
+run_demo() {
+    local base="http://127.0.0.1:$HTTP_PORT"
+    echo "POST /api/v1/admin/merchants"
+    http_post "$base/api/v1/admin/merchants" "$PAYFLEET_ADMIN_TOKEN" \
+        '{"name":"Demo Shop","tier":"business","base_currency":"USD","country":"US"}'
+    echo "-> HTTP $HTTP_STATUS"
+    json_pretty <<<"$HTTP_BODY"
+    [[ "$HTTP_STATUS" == 2?? ]] || return 1
+    DEMO_API_KEY="$(json_get "$HTTP_BODY" api_key)" || return 1
+    DEMO_MERCHANT="$(json_get "$HTTP_BODY" merchant.merchant_id)" || return 1
+    (umask 077 && printf '%s\n' "$DEMO_API_KEY" >"$STATE/demo-api-key")
+
+    echo
+    echo "POST /api/v1/payments (merchant $DEMO_MERCHANT)"
+    http_post "$base/api/v1/payments" "$DEMO_API_KEY" \
+        "{\"order_no\":\"demo-$(date +%s)\",\"amount\":5000,\"currency\":\"USD\",\"country\":\"US\",\"pay_method\":\"card\"}" \
+        "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)"
+    echo "-> HTTP $HTTP_STATUS"
+    json_pretty <<<"$HTTP_BODY"
+    [[ "$HTTP_STATUS" == 2?? ]]
+}
+
+print_servers() {
+    cat <<EOF
+  RabbitMQ    $PAYFLEET_AMQP_URL
+              management UI http://127.0.0.1:$MGMT_PORT/ (login payfleet / payfleet)
+              rabbitmqctl: $STATE/rabbitmqctl list_queues
+  PostgreSQL  $PAYFLEET_DATABASE_URL
+  Redis       $PAYFLEET_REDIS_URL
+  env file    . $STATE/env
+EOF
+}
+
+print_examples() {
+    local base="http://127.0.0.1:$HTTP_PORT"
+    cat <<EOF
+
+Try it yourself:
+
+  export ADMIN_TOKEN='$PAYFLEET_ADMIN_TOKEN'
+
+  curl -sS -X POST $base/api/v1/admin/merchants \\
+    -H "Authorization: Bearer \$ADMIN_TOKEN" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"name":"Demo Shop","tier":"business","base_currency":"USD","country":"US"}'
+
+  export API_KEY='${DEMO_API_KEY:-<api_key from the answer above>}'
+
+  curl -sS -X POST $base/api/v1/payments \\
+    -H "Authorization: Bearer \$API_KEY" \\
+    -H "Idempotency-Key: \$(cat /proc/sys/kernel/random/uuid)" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"order_no":"order-1001","amount":5000,"currency":"USD","country":"US","pay_method":"card"}'
+
+Stop everything: deploy/local/down.sh
+EOF
+}
+
+# ---------------------------------------------------------------- main
+
+section "packages"
+ensure_packages
+log "ok ($(elapsed))"
+
+section "servers"
+mkdir -p "$STATE" "$PID_DIR" "$LOG_DIR"
+start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "$MGMT_PORT" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT" ||
+    die "a server did not start (logs: $LOG_DIR)"
+PAYFLEET_ADMIN_TOKEN="$(admin_token)"
+export PAYFLEET_ADMIN_TOKEN
+write_env_file
+log "servers up ($(elapsed))"
+
+if ((SERVERS_ONLY)); then
+    echo
+    echo "Servers are running:"
+    print_servers
+    exit 0
+fi
+
+if ((BUILD)); then
+    section "swift build -c release"
+    (cd "$PAYFLEET_REPO" && swift build -c release)
+    log "built ($(elapsed))"
+fi
+[[ -x "$BIN_DIR/payfleet" && -x "$BIN_DIR/payfleet-ingress" ]] ||
+    die "no payfleet / payfleet-ingress in $BIN_DIR"
+
+section "migrate and apply the topology"
+"$BIN_DIR/payfleet" migrate
+"$BIN_DIR/payfleet" topology apply
+log "done ($(elapsed))"
+
+section "processes"
+stop_supervisors "$PID_DIR" 10
+rm -f "$LOG_DIR/supervisors.log"
+
+supervise payfleet-ingress -- "$BIN_DIR/payfleet-ingress"
+processes=("payfleet-ingress  http://127.0.0.1:$HTTP_PORT  (/healthz /readyz /metrics)")
+health_urls=()
+port=$HEALTH_PORT_BASE
+for worker in "${WORKERS[@]}"; do
+    exe="$BIN_DIR/payfleet-$worker"
+    if [[ ! -x "$exe" ]]; then
+        [[ -z "${SCALE[$worker]:-}" ]] || warn "--scale $worker: $exe was not built; skipped"
+        continue
+    fi
+    replicas=${SCALE[$worker]:-1}
+    for ((i = 1; i <= replicas; i++)); do
+        supervise "payfleet-$worker-$i" PAYFLEET_HEALTH_PORT="$port" PAYFLEET_INSTANCE="$worker-$i" -- "$exe"
+        processes+=("payfleet-$worker-$i  http://127.0.0.1:$port/metrics")
+        health_urls+=("http://127.0.0.1:$port/healthz")
+        port=$((port + 1))
+    done
+done
+log "started ${#processes[@]} supervised processes"
+
+section "readiness"
+if ! wait_http "http://127.0.0.1:$HTTP_PORT/readyz" 60; then
+    warn "the ingress is not ready after 60 s; the end of $LOG_DIR/payfleet-ingress.log:"
+    tail -n 40 "$LOG_DIR/payfleet-ingress.log" >&2 || true
+    exit 1
+fi
+log "ingress ready ($(elapsed))"
+for url in "${health_urls[@]}"; do
+    wait_http "$url" 20 || warn "no answer from $url (see $LOG_DIR)"
+done
+
+DEMO_API_KEY=""
+if ((DEMO)); then
+    section "demo: a merchant and a payment"
+    if ! run_demo; then
+        warn "the demo failed; the end of the ingress and authorize logs:"
+        tail -n 20 "$LOG_DIR/payfleet-ingress.log" >&2 || true
+        tail -n 20 "$LOG_DIR/payfleet-authorize-1.log" >&2 2>/dev/null || true
+        exit 1
+    fi
+fi
+
+section "PayFleet is up"
+for line in "${processes[@]}"; do
+    echo "  $line"
+done
+print_servers
+echo "  logs        $LOG_DIR/"
+echo
+echo "Admin token: $PAYFLEET_ADMIN_TOKEN   (also in $STATE/admin-token)"
+print_examples
