@@ -137,6 +137,11 @@ public final class AMQPConnection: Sendable {
         _ = try await call(.bind(binding))
     }
 
+    /// Removes a queue binding (no error if it does not exist).
+    public func unbind(_ binding: AMQPBinding) async throws {
+        _ = try await call(.unbind(binding))
+    }
+
     /// Deletes an exchange (no error if it does not exist).
     public func deleteExchange(_ name: String) async throws {
         _ = try await call(.deleteExchange(name))

@@ -538,6 +538,13 @@ final class ConnectionLoop {
             case .bind(let binding):
                 try bind(binding)
                 continuation.resume(returning: .done)
+            case .unbind(let binding):
+                let arena = CArena()
+                _ = try rpc("queue.unbind \(binding.destination)") {
+                    amqp_queue_unbind($0, Self.channel, arena.bytes(binding.destination), arena.bytes(binding.source),
+                                      arena.bytes(binding.routingKey), arena.table(binding.arguments))
+                }
+                continuation.resume(returning: .done)
             case .deleteQueue(let name):
                 // The broker cancels our consumers of the queue; expect that, don't warn about it.
                 consumers.removeAll { $0.spec.queue == name }

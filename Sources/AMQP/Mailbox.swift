@@ -20,6 +20,7 @@ enum RPCRequest: Sendable {
     case declareQueue(AMQPQueueDeclaration)
     case declareQueuePassive(String)
     case bind(AMQPBinding)
+    case unbind(AMQPBinding)
     case deleteQueue(String)
     case deleteExchange(String)
     case consume(ConsumeSpec)

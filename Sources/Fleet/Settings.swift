@@ -22,7 +22,7 @@ public struct ConnectionOptions: ParsableArguments, Sendable {
     public var redisURL: String = environment("PAYFLEET_REDIS_URL") ?? "redis://127.0.0.1:6379/0"
 
     @Option(name: .customLong("topology"), help: "RabbitMQ definitions file to declare at start (env PAYFLEET_TOPOLOGY; default: topology/definitions.json found next to the executable or in the working directory).")
-    public var topologyPath: String? = environment("PAYFLEET_TOPOLOGY")
+    public var topologyPath: String = environment("PAYFLEET_TOPOLOGY") ?? ""
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env PAYFLEET_LOG_LEVEL).")
     public var logLevel: String = environment("PAYFLEET_LOG_LEVEL") ?? "info"
@@ -30,7 +30,7 @@ public struct ConnectionOptions: ParsableArguments, Sendable {
     public init() {}
 
     /// The topology this process declares at start.
-    public func topology() throws -> AMQPTopology { try TopologyFile.load(explicitPath: topologyPath) }
+    public func topology() throws -> AMQPTopology { try TopologyFile.load(explicitPath: topologyPath.isEmpty ? nil : topologyPath) }
 }
 
 /// Settings of a worker executable.

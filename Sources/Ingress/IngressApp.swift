@@ -43,7 +43,7 @@ public struct IngressApp: Sendable {
             url: try AMQPURL(options.connections.amqpURL), connectionName: "payfleet-ingress", confirms: true,
             consumes: [ConsumeSpec(queue: directReplyTo, noAck: true)], topology: topology), logger: logger)
         let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
-                             adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken!.utf8))),
+                             adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken.utf8))),
                              replyTimeout: .milliseconds(options.replyTimeoutMilliseconds), logger: logger)
 
         let router = Router()

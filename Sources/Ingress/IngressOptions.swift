@@ -12,7 +12,7 @@ public struct IngressOptions: ParsableArguments, Sendable {
     public var httpHost: String = environment("PAYFLEET_HTTP_HOST") ?? "127.0.0.1"
 
     @Option(name: .customLong("admin-token"), help: "Bearer token of the admin routes (env PAYFLEET_ADMIN_TOKEN; required).")
-    public var adminToken: String? = environment("PAYFLEET_ADMIN_TOKEN")
+    public var adminToken: String = environment("PAYFLEET_ADMIN_TOKEN") ?? ""
 
     @Option(name: .customLong("reply-timeout-ms"), help: "How long a command route waits for the outcome before answering 202 (env PAYFLEET_REPLY_TIMEOUT_MS).")
     public var replyTimeoutMilliseconds: Int = Int(environment("PAYFLEET_REPLY_TIMEOUT_MS") ?? "") ?? 5_000
@@ -23,7 +23,7 @@ public struct IngressOptions: ParsableArguments, Sendable {
     public init() {}
 
     public mutating func validate() throws {
-        guard let adminToken, adminToken.count >= 16 else {
+        guard adminToken.count >= 16 else {
             throw ValidationError("an admin token of at least 16 characters is required (--admin-token or PAYFLEET_ADMIN_TOKEN)")
         }
         guard (1...65_535).contains(httpPort) else { throw ValidationError("--http-port must be 1...65535") }

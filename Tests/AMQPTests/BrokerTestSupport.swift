@@ -65,15 +65,27 @@ enum Broker {
         process.arguments = ["-n", node] + arguments
         var childEnvironment = environment
         if let home = environment["PAYFLEET_RABBITMQ_HOME"] { childEnvironment["HOME"] = home }
+        // The stack's env file (deploy/local/lib.sh) carries what reaching its node needs:
+        // the cookie's HOME, a private epmd port, loopback-only distribution.
+        if let file = environment["PAYFLEET_RABBITMQ_ENV"], let text = try? String(contentsOfFile: file, encoding: .utf8) {
+            for line in text.split(separator: "\n") where line.hasPrefix("export ") {
+                let assignment = line.dropFirst("export ".count)
+                guard let equals = assignment.firstIndex(of: "="), !assignment.contains("$") else { continue }
+                var value = String(assignment[assignment.index(after: equals)...])
+                if value.count >= 2, value.first == "'", value.last == "'" { value = String(value.dropFirst().dropLast()) }
+                childEnvironment[String(assignment[..<equals])] = value
+            }
+        }
         process.environment = childEnvironment
-        let output = Pipe()
+        let output = Pipe(), errors = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        process.standardError = errors
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) exited \(process.terminationStatus)")
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(message)")
         }
         return String(decoding: data, as: UTF8.self)
     }

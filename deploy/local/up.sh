@@ -220,12 +220,12 @@ run_demo() {
 
 print_servers() {
     cat <<EOF
-  RabbitMQ    $PAYFLEET_AMQP_URL
-              management UI http://127.0.0.1:$MGMT_PORT/ (login payfleet / payfleet)
-              rabbitmqctl: $STATE/rabbitmqctl list_queues
-  PostgreSQL  $PAYFLEET_DATABASE_URL
-  Redis       $PAYFLEET_REDIS_URL
-  env file    . $STATE/env
+  RabbitMQ                 $PAYFLEET_AMQP_URL
+    management UI          http://127.0.0.1:$MGMT_PORT/  (login payfleet / payfleet)
+    rabbitmqctl            $STATE/rabbitmqctl list_queues
+  PostgreSQL               $PAYFLEET_DATABASE_URL
+  Redis                    $PAYFLEET_REDIS_URL
+  env for your shell       . $STATE/env
 EOF
 }
 
@@ -294,7 +294,7 @@ stop_supervisors "$PID_DIR" 10
 rm -f "$LOG_DIR/supervisors.log"
 
 supervise payfleet-ingress -- "$BIN_DIR/payfleet-ingress"
-processes=("payfleet-ingress  http://127.0.0.1:$HTTP_PORT  (/healthz /readyz /metrics)")
+processes=("payfleet-ingress|http://127.0.0.1:$HTTP_PORT  (/healthz /readyz /metrics; API under /api/v1)")
 health_urls=()
 port=$HEALTH_PORT_BASE
 for worker in "${WORKERS[@]}"; do
@@ -306,7 +306,7 @@ for worker in "${WORKERS[@]}"; do
     replicas=${SCALE[$worker]:-1}
     for ((i = 1; i <= replicas; i++)); do
         supervise "payfleet-$worker-$i" PAYFLEET_HEALTH_PORT="$port" PAYFLEET_INSTANCE="$worker-$i" -- "$exe"
-        processes+=("payfleet-$worker-$i  http://127.0.0.1:$port/metrics")
+        processes+=("payfleet-$worker-$i|http://127.0.0.1:$port  (/healthz /readyz /metrics)")
         health_urls+=("http://127.0.0.1:$port/healthz")
         port=$((port + 1))
     done
@@ -337,10 +337,10 @@ fi
 
 section "PayFleet is up"
 for line in "${processes[@]}"; do
-    echo "  $line"
+    printf '  %-24s %s\n' "${line%%|*}" "${line#*|}"
 done
 print_servers
-echo "  logs        $LOG_DIR/"
+echo "  logs                     $LOG_DIR/"
 echo
 echo "Admin token: $PAYFLEET_ADMIN_TOKEN   (also in $STATE/admin-token)"
 print_examples

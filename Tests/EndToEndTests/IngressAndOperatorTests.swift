@@ -1,0 +1,123 @@
+import AMQP
+import Foundation
+import PayFleetTesting
+import Payments
+import Postgres
+import Store
+import Testing
+
+/// The ingress's edge cases and the operator's CLI, with the real executables.
+/// Serialized with the other end-to-end suite's habits: each test starts what it needs.
+@Suite(.serialized) struct IngressAndOperatorTests {
+    static let adminToken = "test-admin-token-0123456789"
+
+    static func ingress(replyTimeoutMs: Int = 5_000) async throws -> (FleetProcess, String) {
+        let port = FleetProcess.freePort()
+        let process = try FleetProcess("payfleet-ingress", environment: [
+            "PAYFLEET_HTTP_PORT": "\(port)", "PAYFLEET_ADMIN_TOKEN": adminToken,
+            "PAYFLEET_REPLY_TIMEOUT_MS": "\(replyTimeoutMs)",
+        ])
+        try await process.waitUntilReady(port: port)
+        return (process, "http://127.0.0.1:\(port)")
+    }
+
+    static func body(amount: Int = 5_000, orderNo: String = "order-1") -> Data {
+        try! JSONSerialization.data(withJSONObject: ["order_no": orderNo, "amount": amount, "currency": "USD", "country": "US",
+                                                     "pay_method": "card"])
+    }
+
+    @Test func aKeyInFlightAnswers409AndATimeoutAnswers202() async throws {
+        // No authorize worker runs in this test, so the first request waits for its outcome.
+        let (ingress, base) = try await Self.ingress(replyTimeoutMs: 3_000)
+        defer { Task { await ingress.terminate() } }
+        let pool = try TestEnvironment.postgres(size: 1)
+        let (_, apiKey) = try await Fixtures.merchant(pool)
+        let headers = ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json", "Idempotency-Key": "in-flight"]
+        async let first = HTTP.post("\(base)/api/v1/payments", headers: headers, body: Self.body())
+        try await Task.sleep(for: .milliseconds(500))
+        let second = try await HTTP.post("\(base)/api/v1/payments", headers: headers, body: Self.body())
+        #expect(second.status == 409)
+        #expect(second.json["code"] as? String == "idempotency_key_in_use")
+        let answered = try await first
+        #expect(answered.status == 202, "no outcome within the timeout: accepted, not failed")
+        #expect(answered.json["status"] as? String == "processing")
+        #expect(answered.header("Location")?.hasPrefix("/api/v1/payments/pay_") == true)
+        let replay = try await HTTP.post("\(base)/api/v1/payments", headers: headers, body: Self.body())
+        #expect(replay.status == 202)
+        #expect(replay.header("Idempotent-Replayed") == "true")
+        await pool.close()
+    }
+
+    @Test func whenTheBrokerDoesNotConfirmNothingIsAccepted() async throws {
+        let (ingress, base) = try await Self.ingress()
+        defer { Task { await ingress.terminate() } }
+        let pool = try TestEnvironment.postgres(size: 1)
+        let (merchant, apiKey) = try await Fixtures.merchant(pool)
+        let broker = try await TestEnvironment.amqp("unbinder")
+        let binding = AMQPBinding(source: "payfleet.commands", destination: "payfleet.authorize", routingKey: "payment.create")
+        // Unroutable: the broker returns the mandatory publish instead of confirming a delivery.
+        try await broker.unbind(binding)
+        let headers = ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json", "Idempotency-Key": "no-route"]
+        let refused: HTTP.Reply
+        do {
+            refused = try await HTTP.post("\(base)/api/v1/payments", headers: headers, body: Self.body())
+        } catch {
+            try await broker.bind(binding)
+            throw error
+        }
+        try await broker.bind(binding)
+        #expect(refused.status == 503)
+        #expect(refused.json["code"] as? String == "broker_unavailable")
+        let stored = try await pool.query("SELECT count(*) AS n FROM http_idempotency WHERE merchant_id = $1", [merchant.merchantId])
+        #expect(try stored.rows[0].int("n") == 0, "a 503 keeps no idempotency record, so the client may retry")
+        // With the route back, the same key is accepted (202 at once: no worker in this test).
+        let retried = try await HTTP.post("\(base)/api/v1/payments", headers: headers.merging(["Prefer": "respond-async"]) { a, _ in a },
+                                          body: Self.body())
+        #expect(retried.status == 202)
+        await broker.close()
+        await pool.close()
+    }
+
+    @Test func parkedMessagesCanBeListedShownAndReplayed() async throws {
+        let pool = try TestEnvironment.postgres(size: 1)
+        let merchant = try await Fixtures.merchant(pool).merchant
+        let broker = try await TestEnvironment.amqp("parker")
+        // A valid command parked by hand, as a worker parks one (reason in a header).
+        let command = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 2_500)
+        var message = try Fixtures.message(command, exchange: "payfleet.parking", routingKey: "payfleet.authorize")
+        message.properties.headers = ["x-parked-reason": .string("test: parked by hand"), "x-parked-queue": .string("payfleet.authorize")]
+        #expect(try await broker.publish(message) == .acked)
+
+        let list = try await Self.cli(["parked", "list"])
+        #expect(list.contains(command.id) && list.contains("test: parked by hand"), "\(list)")
+        let show = try await Self.cli(["parked", "show", command.id])
+        #expect(show.contains("\"amount\":2500"), "\(show)")
+
+        let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(FleetProcess.freePort())"])
+        defer { Task { await worker.terminate() } }
+        let replay = try await Self.cli(["parked", "replay", command.id])
+        #expect(replay.contains("replayed \(command.id) to payfleet.authorize"), "\(replay)")
+        #expect(try await eventually {
+            try await pool.query("SELECT 1 FROM payments WHERE command_id = $1", [command.id]).rows.count == 1
+        })
+        #expect(!(try await Self.cli(["parked", "list"])).contains(command.id))
+        await broker.close()
+        await pool.close()
+    }
+
+    @Test func everyExecutableHasHelp() async throws {
+        for executable in ["payfleet", "payfleet-ingress", "payfleet-authorize"] {
+            let output = try await Self.run(executable, ["--help"])
+            #expect(output.contains("USAGE") && output.contains("--amqp-url") || output.contains("SUBCOMMANDS"), "\(executable): \(output)")
+        }
+    }
+
+    static func cli(_ arguments: [String]) async throws -> String { try await run("payfleet", arguments) }
+
+    /// Runs an executable to completion and returns what it printed.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> String {
+        let process = try FleetProcess(executable, arguments: arguments)
+        _ = await eventually(timeout: .seconds(60)) { !process.isRunning }
+        return process.log
+    }
+}
