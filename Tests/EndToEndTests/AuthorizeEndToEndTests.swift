@@ -236,6 +236,37 @@ import Testing
         await pool.close()
     }
 
+    @Test func threeWorkersNeverPushAWindowPastItsLimit() async throws {
+        let pool = try TestEnvironment.postgres(size: 2)
+        let redis = try TestEnvironment.redis()
+        // Room for exactly 100 payments of 1,000 today.
+        let merchant = try await Fixtures.merchant(pool, overrides: LimitOverrides(singleLimit: 1_000, dailyLimit: 100_000,
+                                                                                   monthlyLimit: 10_000_000)).merchant
+        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let workers = try await withThrowingTaskGroup(of: FleetProcess.self) { group in
+            for _ in 0..<3 { group.addTask { try await Self.startWorker() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let broker = try await TestEnvironment.amqp("upstream")
+        try await Fixtures.publishAll(try (0..<300).map {
+            try Fixtures.message(Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 1_000, orderNo: "race-\($0)"))
+        }, on: broker)
+        let received = await events.wait(timeout: .seconds(120)) { $0.count >= 300 }
+        for worker in workers { await worker.terminate() }
+
+        #expect(received.filter { $0.type == "payment.succeeded" }.count == 100)
+        #expect(received.filter { $0.type == "payment.failed" }.count == 200)
+        #expect(received.filter { $0.type == "payment.failed" }.allSatisfy { $0.data["failure_code"] as? String == "limit_exceeded" })
+        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: LimitWindows(at: Date()))
+        #expect(usage.day == 100_000)
+        let logs = workers.map(\.log)
+        #expect(logs.filter { $0.contains("consuming") }.count == 3, "all three workers took part")
+        await events.close()
+        await broker.close()
+        await redis.close()
+        await pool.close()
+    }
+
     static func payments(_ pool: PostgresPool, _ merchantId: String) async throws -> Int {
         try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchantId]).rows[0].int("n")
     }

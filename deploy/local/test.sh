@@ -55,6 +55,33 @@ stop_test_stack() {
     return "$status"
 }
 
+# The long steps run in the background, in a process group of their own,
+# while we `wait`: so SIGTERM or SIGINT reaches our trap at once (bash defers
+# traps while a foreground command runs), and the trap can pass SIGTERM on to
+# the step and everything it spawned before it exits and stops the stack.
+CHILD=0
+
+# shellcheck disable=SC2317 # called by the INT and TERM traps
+on_signal() {
+    if ((CHILD > 0)); then
+        kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+    fi
+    exit "$1"
+}
+
+# run CMD...: run CMD in the background and wait for it; its exit status.
+run() {
+    set -m
+    "$@" &
+    CHILD=$!
+    set +m
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=0
+    return "$rc"
+}
+
 section "packages"
 ensure_packages
 log "ok ($(elapsed))"
@@ -64,8 +91,8 @@ stop_servers "$STATE" # whatever a killed run left behind
 rm -rf "$STATE"
 mkdir -p "$STATE"
 trap stop_test_stack EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT" ||
     die "the test stack did not start (logs: $STATE/logs)"
 log "stack up ($(elapsed))"
@@ -83,16 +110,16 @@ export PAYFLEET_ADMIN_TOKEN=${PAYFLEET_ADMIN_TOKEN:-test-admin-token}
 cd "$PAYFLEET_REPO"
 
 section "swift build --build-tests"
-swift build --build-tests
+run swift build --build-tests
 log "built ($(elapsed))"
 
 section "migrate and apply the topology"
-"$PAYFLEET_BIN_DIR/payfleet" migrate
-"$PAYFLEET_BIN_DIR/payfleet" topology apply
+run "$PAYFLEET_BIN_DIR/payfleet" migrate
+run "$PAYFLEET_BIN_DIR/payfleet" topology apply
 log "done ($(elapsed))"
 
 section "swift test $*"
 status=0
-swift test --skip-build "$@" || status=$?
+run swift test --skip-build "$@" || status=$?
 log "swift test exited with $status ($(elapsed))"
 exit "$status"
