@@ -74,6 +74,7 @@ let package = Package(
 
         // Unit tests: no servers.
         .testTarget(name: "PaymentsTests", dependencies: ["Payments"]),
+        .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store"]),
         // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PayFleetTesting"]),

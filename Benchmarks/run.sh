@@ -111,7 +111,7 @@ http_rate=$(grep -oE 'Requests/sec: +[0-9.]+' <<<"$wrk_out" | awk '{print $2}')
 to_ms() { python3 -c "import re,sys; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); print(float(m.group(1))*{'us':0.001,'ms':1,'s':1000}[m.group(2)] if m else 0)" "$1"; }
 http_p50=$(to_ms "$(awk '/ 50%/{print $2}' <<<"$wrk_out")")
 http_p99=$(to_ms "$(awk '/ 99%/{print $2}' <<<"$wrk_out")")
-http_errors=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' <<<"$wrk_out" | awk '{print $5}')
+http_errors=$(grep -oE "Non-2xx or 3xx responses: [0-9]+" <<<"$wrk_out" | awk "{print \$5}" || true)
 
 python3 - "$pg_tps" "$pub_rate" "$con_rate" "$amqp_rate" "$amqp_p50" "$amqp_p99" "$http_rate" "$http_p50" "$http_p99" "${http_errors:-0}" <<'PY'
 import sys

@@ -21,7 +21,7 @@ public final class OutboxRelay: Service, Sendable {
     let batchSize: Int
     let idlePoll: Duration
     private let wake = WakeSignal()
-    private let published = Metrics.Counter(label: "payfleet_outbox_published_total")
+    private let publishedCounter = Metrics.Counter(label: "payfleet_outbox_published_total")
     private let failures = Metrics.Counter(label: "payfleet_outbox_publish_failures_total")
 
     public init(pool: PostgresPool, publisher: AMQPConnection, logger: Logger, batchSize: Int = 500,
@@ -65,42 +65,56 @@ public final class OutboxRelay: Service, Sendable {
         logger.warning("outbox not empty at the shutdown deadline; another relay will publish the rest")
     }
 
-    /// One pass: publish the oldest pending event of up to `batchSize` resources, then delete them.
-    /// Returns how many were published.
+    /// One pass: publish the oldest pending event of up to `batchSize` resources, then delete the
+    /// ones the broker confirmed. Returns how many were published; throws when any was not (after
+    /// committing the others), so the caller backs off.
     @discardableResult
     public func relayOnce() async throws -> Int {
-        try await pool.transaction { tx in
+        let (published, failure) = try await pool.transaction { tx -> (Int, RelayError?) in
             let rows = try await tx.query("""
                 SELECT o.id, o.event_id, o.event_type, o.exchange, o.routing_key, o.resource_key, o.correlation_id, o.body
                 FROM outbox o
                 WHERE NOT EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
                 ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED
                 """, [self.batchSize]).rows
-            guard !rows.isEmpty else { return 0 }
+            guard !rows.isEmpty else { return (0, nil) }
             let events = try rows.map { row in
                 OutboxRow(id: try row.int64("id"), eventId: try row.string("event_id"), eventType: try row.string("event_type"),
                           exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
                           resourceKey: try row.string("resource_key"), correlationId: try row.optionalString("correlation_id"),
                           body: try row.string("body"))
             }
-            try await self.publishAll(events)
-            let ids = "{" + events.map { String($0.id) }.joined(separator: ",") + "}"
-            _ = try await tx.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [ids])
-            self.published.increment(by: events.count)
-            return events.count
+            let (confirmed, failure) = await self.publishAll(events)
+            if !confirmed.isEmpty {
+                let ids = "{" + confirmed.map(String.init).joined(separator: ",") + "}"
+                _ = try await tx.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [ids])
+            }
+            return (confirmed.count, failure)
         }
+        publishedCounter.increment(by: published)
+        if let failure { throw failure }
+        return published
     }
 
-    /// Publishes every row at once (pipelined confirms); throws unless the broker confirmed all.
-    private func publishAll(_ events: [OutboxRow]) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
+    /// Publishes every row at once (pipelined confirms). Returns the ids the broker confirmed,
+    /// and the first failure if any row was not confirmed.
+    private func publishAll(_ events: [OutboxRow]) async -> (confirmed: [Int64], failure: RelayError?) {
+        await withTaskGroup(of: (Int64, RelayError?).self) { group in
             for event in events {
                 group.addTask {
-                    let outcome = try await self.publisher.publish(EventMessage.make(event))
-                    guard outcome == .acked else { throw RelayError.notConfirmed(event.eventId, "\(outcome)") }
+                    do {
+                        let outcome = try await self.publisher.publish(EventMessage.make(event))
+                        return (event.id, outcome == .acked ? nil : .notConfirmed(event.eventId, "\(outcome)"))
+                    } catch {
+                        return (event.id, .notConfirmed(event.eventId, "\(error)"))
+                    }
                 }
             }
-            try await group.waitForAll()
+            var confirmed: [Int64] = [], failure: RelayError?
+            for await (id, error) in group {
+                if let error { failure = failure ?? error } else { confirmed.append(id) }
+            }
+            return (confirmed, failure)
         }
     }
 }

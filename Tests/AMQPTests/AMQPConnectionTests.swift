@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Logging
+import PayFleetTesting
 import Testing
 
 /// Integration tests against the RabbitMQ at `PAYFLEET_AMQP_URL`. Each test uses its own
@@ -413,8 +414,7 @@ import Testing
         await connection.close()
     }
 
-    @Test(.enabled(if: Broker.slowTests, "set PAYFLEET_AMQP_SLOW_TESTS=1"))
-    func idleConnectionSurvivesMoreThanAMinuteWithTheDefaultHeartbeat() async throws {
+    @Test func idleConnectionSurvivesMoreThanAMinuteWithTheDefaultHeartbeat() async throws {
         let connection = try await Broker.connected(Broker.unique("idle"), confirms: true)
         let generation = connection.generation
         try await Task.sleep(for: .seconds(65))
@@ -428,8 +428,9 @@ import Testing
         await connection.close()
     }
 
-    @Test(.enabled(if: Broker.destructiveTests, "set PAYFLEET_AMQP_DESTRUCTIVE_TESTS=1"))
-    func survivesABrokerRestart() async throws {
+    /// Restarts the broker: runs alone, in deploy/local/test.sh's chaos phase.
+    @Test(.enabled(if: RabbitMQControl.chaosTestsEnabled, "the chaos phase of deploy/local/test.sh (PAYFLEET_CHAOS_TESTS=1)"))
+    func chaosSurvivesABrokerRestart() async throws {
         let queue = Broker.unique("restart")
         let topology = AMQPTopology(queues: [AMQPQueueDeclaration(name: queue, durable: true)])
         let publisher = try await Broker.connected(Broker.unique("restart-publisher"), confirms: true,

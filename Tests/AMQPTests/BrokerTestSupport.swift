@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import PayFleetTesting
 import Logging
 
 /// Where the integration tests find RabbitMQ, and small helpers that keep every wait bounded.
@@ -10,16 +11,6 @@ enum Broker {
             ?? "amqp://guest:guest@127.0.0.1:5673/%2F"
         return try! AMQPURL(string)
     }
-
-    /// The node `rabbitmqctl` talks to (`PAYFLEET_RABBITMQ_NODE`).
-    static var node: String {
-        ProcessInfo.processInfo.environment["PAYFLEET_RABBITMQ_NODE"] ?? "amqpdev@localhost"
-    }
-
-    /// Opt-in tests: `PAYFLEET_AMQP_SLOW_TESTS=1` (minutes of idling) and
-    /// `PAYFLEET_AMQP_DESTRUCTIVE_TESTS=1` (restarts the broker app: never on a shared broker).
-    static let slowTests = ProcessInfo.processInfo.environment["PAYFLEET_AMQP_SLOW_TESTS"] == "1"
-    static let destructiveTests = ProcessInfo.processInfo.environment["PAYFLEET_AMQP_DESTRUCTIVE_TESTS"] == "1"
 
     static var logger: Logger {
         var logger = Logger(label: "AMQPTests")
@@ -55,39 +46,9 @@ enum Broker {
         return connection
     }
 
-    /// Runs `rabbitmqctl -n NODE ARGS` (HOME from `PAYFLEET_RABBITMQ_HOME` for the Erlang
-    /// cookie) and returns its standard output.
+    /// Runs `rabbitmqctl -n NODE ARGS` on the test stack's node and returns its standard output.
     static func rabbitmqctl(_ arguments: [String]) throws -> String {
-        let environment = ProcessInfo.processInfo.environment
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: environment["PAYFLEET_RABBITMQCTL"]
-            ?? "/usr/lib/rabbitmq/bin/rabbitmqctl")
-        process.arguments = ["-n", node] + arguments
-        var childEnvironment = environment
-        if let home = environment["PAYFLEET_RABBITMQ_HOME"] { childEnvironment["HOME"] = home }
-        // The stack's env file (deploy/local/lib.sh) carries what reaching its node needs:
-        // the cookie's HOME, a private epmd port, loopback-only distribution.
-        if let file = environment["PAYFLEET_RABBITMQ_ENV"], let text = try? String(contentsOfFile: file, encoding: .utf8) {
-            for line in text.split(separator: "\n") where line.hasPrefix("export ") {
-                let assignment = line.dropFirst("export ".count)
-                guard let equals = assignment.firstIndex(of: "="), !assignment.contains("$") else { continue }
-                var value = String(assignment[assignment.index(after: equals)...])
-                if value.count >= 2, value.first == "'", value.last == "'" { value = String(value.dropFirst().dropLast()) }
-                childEnvironment[String(assignment[..<equals])] = value
-            }
-        }
-        process.environment = childEnvironment
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(message)")
-        }
-        return String(decoding: data, as: UTF8.self)
+        try RabbitMQControl.run(arguments)
     }
 
     /// Makes the broker drop every connection whose client-provided name is `name`

@@ -9,6 +9,7 @@ import Testing
 
 /// The real executables (`payfleet-ingress`, `payfleet-authorize`) against the real servers.
 /// Serialized: each test runs its own worker on the shared `payfleet.authorize` queue.
+extension EndToEnd {
 @Suite(.serialized) struct AuthorizeEndToEndTests {
     static let adminToken = "test-admin-token-0123456789"
 
@@ -270,4 +271,5 @@ import Testing
     static func payments(_ pool: PostgresPool, _ merchantId: String) async throws -> Int {
         try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchantId]).rows[0].int("n")
     }
+}
 }

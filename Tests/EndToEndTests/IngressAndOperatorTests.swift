@@ -8,6 +8,7 @@ import Testing
 
 /// The ingress's edge cases and the operator's CLI, with the real executables.
 /// Serialized with the other end-to-end suite's habits: each test starts what it needs.
+extension EndToEnd {
 @Suite(.serialized) struct IngressAndOperatorTests {
     static let adminToken = "test-admin-token-0123456789"
 
@@ -120,4 +121,5 @@ import Testing
         _ = await eventually(timeout: .seconds(60)) { !process.isRunning }
         return process.log
     }
+}
 }

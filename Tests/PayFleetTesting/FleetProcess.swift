@@ -42,6 +42,11 @@ public final class FleetProcess: @unchecked Sendable {
         self.process = process
     }
 
+    /// A test that throws must not leave its process running into the next test (or the next run).
+    deinit {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+
     public var pid: Int32 { process.processIdentifier }
     public var isRunning: Bool { process.isRunning }
 

@@ -48,7 +48,7 @@ readonly PG_BIN=/usr/lib/postgresql/15/bin
 
 # Debian packages the stack and the Swift build need.
 PAYFLEET_PACKAGES=(rabbitmq-server redis-server postgresql
-                   librabbitmq-dev libpq-dev libhiredis-dev curl)
+                   librabbitmq-dev libpq-dev libhiredis-dev curl python3-venv)
 
 # ---------------------------------------------------------------- logging
 
@@ -156,7 +156,11 @@ start_rabbitmq() {
     local epmd_port=${6:-${PAYFLEET_EPMD_PORT:-4369}}
     local dir="$state/rabbitmq"
     local logdir="$state/logs/rabbitmq"
-    mkdir -p "$dir/home" "$dir/mnesia" "$logdir"
+    if pid_alive "$dir/rabbitmq.pid" beam >/dev/null; then
+        log "rabbitmq $node already running (AMQP 127.0.0.1:$amqp_port)"
+        return 0
+    fi
+    mkdir -p "$dir/home" "$dir/mnesia" "$logdir" || die "cannot create $dir"
     chmod 700 "$dir/home"
     : >"$dir/rabbitmq-env.conf" # empty: ignore /etc/rabbitmq/rabbitmq-env.conf
 
@@ -178,10 +182,6 @@ start_rabbitmq() {
 
     write_rabbitmq_env "$state" "$node" "$epmd_port"
 
-    if pid_alive "$dir/rabbitmq.pid" beam >/dev/null; then
-        log "rabbitmq $node already running (AMQP 127.0.0.1:$amqp_port)"
-        return 0
-    fi
     if port_open "$amqp_port"; then
         die "127.0.0.1:$amqp_port is taken by a process that is not this stack's RabbitMQ ($dir)"
     fi
@@ -207,7 +207,8 @@ start_rabbitmq() {
         tail -n 30 "$logdir/console.log" >&2 || true
         die "rabbitmq $node did not open port $amqp_port (logs: $logdir)"
     fi
-    "$state/rabbitmqctl" await_startup --timeout 120 >/dev/null
+    "$state/rabbitmqctl" await_startup --timeout 120 >/dev/null ||
+        die "rabbitmq $node did not finish booting (logs: $logdir)"
     log "rabbitmq $node ready"
 }
 
@@ -284,6 +285,24 @@ pg_as_postgres() {
     runuser -u postgres -- "$@"
 }
 
+# ensure_traversable DIR USER: PostgreSQL runs as its own user and must reach
+# its data dir inside the repository; a checkout under a private directory
+# (e.g. mktemp -d, mode 700) would stop it. Grant search permission (o+x:
+# enter, not list) on each ancestor that lacks it, and say so.
+ensure_traversable() {
+    local dir=$1 user=$2 path=""
+    runuser -u "$user" -- test -x "$dir" && return 0
+    local part parts
+    IFS=/ read -r -a parts <<<"${dir#/}"
+    for part in "${parts[@]}"; do
+        path="$path/$part"
+        if ! runuser -u "$user" -- test -x "$path"; then
+            log "chmod o+x $path (so that user $user can reach $dir)"
+            chmod o+x "$path" || die "cannot make $path traversable for $user"
+        fi
+    done
+}
+
 # start_postgres STATE_DIR PORT: initdb on first use (STATE_DIR/pg, owned by
 # postgres), start on 127.0.0.1:PORT with a private socket dir, and make sure
 # role payfleet (password payfleet) and database payfleet exist.
@@ -294,9 +313,7 @@ start_postgres() {
     touch "$logfile"
     chown postgres:postgres "$sock" "$logfile"
     chmod 755 "$state" "$state/logs"
-    if ! runuser -u postgres -- test -x "$state"; then
-        die "user postgres cannot enter $state: make its parent directories world-executable (chmod o+x)"
-    fi
+    ensure_traversable "$state" postgres
 
     if [[ ! -s "$data/PG_VERSION" ]]; then
         log "initdb $data"
@@ -308,9 +325,18 @@ start_postgres() {
             { cat "$state/logs/initdb.log" >&2; die "initdb failed"; }
     fi
 
-    if pg_as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    # A postmaster that was just killed can linger as a zombie (an empty
+    # command line) until it is reaped; PostgreSQL will not start while the
+    # pid in its lock file exists, so wait for it to go.
+    local old_pid=""
+    [[ -s "$data/postmaster.pid" ]] && old_pid="$(head -n1 "$data/postmaster.pid")"
+    if pid_alive "$data/postmaster.pid" postgres >/dev/null; then
         log "postgres already running ($data)"
+        wait_port "$port" 30 || die "postgres in $data runs but does not listen on 127.0.0.1:$port"
     else
+        if [[ -n "$old_pid" ]]; then
+            wait_gone "$old_pid" 15 || die "stale postgres pid $old_pid in $data/postmaster.pid"
+        fi
         if port_open "$port"; then
             die "127.0.0.1:$port is taken by a process that is not this stack's PostgreSQL ($data)"
         fi
@@ -325,9 +351,13 @@ start_postgres() {
           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'payfleet') THEN
             CREATE ROLE payfleet LOGIN PASSWORD 'payfleet';
           END IF;
-        END \$\$;" >/dev/null
-    if [[ -z "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'payfleet'")" ]]; then
-        "${psql[@]}" -c "CREATE DATABASE payfleet OWNER payfleet" >/dev/null
+        END \$\$;" >/dev/null || die "could not create role payfleet"
+    local exists
+    exists="$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'payfleet'")" ||
+        die "could not query postgres on port $port"
+    if [[ -z "$exists" ]]; then
+        "${psql[@]}" -c "CREATE DATABASE payfleet OWNER payfleet" >/dev/null ||
+            die "could not create database payfleet"
     fi
     log "postgres ready (database payfleet)"
 }
@@ -350,7 +380,7 @@ stop_postgres() {
 start_redis() {
     local state=$1 port=$2
     local dir="$state/redis"
-    mkdir -p "$dir" "$state/logs"
+    mkdir -p "$dir" "$state/logs" || die "cannot create $dir"
     if pid_alive "$dir/redis.pid" redis-server >/dev/null; then
         log "redis already running (127.0.0.1:$port)"
         return 0
@@ -361,7 +391,7 @@ start_redis() {
     log "starting redis on 127.0.0.1:$port"
     redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
         --pidfile "$dir/redis.pid" --dir "$dir" --logfile "$state/logs/redis.log" \
-        --appendonly yes --appendfsync everysec >/dev/null
+        --appendonly yes --appendfsync everysec >/dev/null || die "redis-server did not start"
     wait_port "$port" 30 || die "redis did not open port $port (log: $state/logs/redis.log)"
     log "redis ready"
 }
@@ -425,10 +455,10 @@ stop_supervisors() {
 # ---------------------------------------------------------------- stacks
 
 # start_servers STATE_DIR AMQP DIST NODE MGMT EPMD PG REDIS: start the three
-# servers in parallel; fail if any of them failed.
+# servers in parallel; returns 1 (having said why) if any of them failed.
 start_servers() {
     local state=$1 amqp=$2 dist=$3 node=$4 mgmt=$5 epmd=$6 pg=$7 redis=$8
-    mkdir -p "$state/logs"
+    mkdir -p "$state/logs" || die "cannot create $state/logs"
     local rc=0 pids=()
     start_rabbitmq "$state" "$amqp" "$dist" "$node" "$mgmt" "$epmd" & pids+=($!)
     start_postgres "$state" "$pg" & pids+=($!)
@@ -437,6 +467,9 @@ start_servers() {
     for pid in "${pids[@]}"; do
         wait "$pid" || rc=1
     done
+    if ((rc != 0)); then
+        warn "a server did not start (logs: $state/logs)"
+    fi
     return "$rc"
 }
 

@@ -12,7 +12,11 @@
 #   3. swift build --build-tests (tests and executables, debug, built once);
 #   4. .build/debug/payfleet migrate and topology apply on the test stack;
 #   5. swift test --skip-build with the arguments given;
-#   6. stops the test stack whatever happened (its logs stay in
+#   (also: topology/check.py validates the JSON Schemas and AsyncAPI document)
+#   6. on a full run (no arguments) that passed, the chaos phase: tests that
+#      restart the broker, alone: PAYFLEET_CHAOS_TESTS=1 swift test --skip-build
+#      --filter Chaos (PAYFLEET_CHAOS_FILTER; PAYFLEET_SKIP_CHAOS=1 skips it);
+#   7. stops the test stack whatever happened (its logs stay in
 #      .state/test/logs until the next run) and exits with swift test's status.
 #
 # The tests find the stack through these variables, exported here:
@@ -44,6 +48,7 @@ EPMD_PORT=${PAYFLEET_TEST_EPMD_PORT:-4370}
 PG_PORT=${PAYFLEET_TEST_PG_PORT:-5433}
 REDIS_PORT=${PAYFLEET_TEST_REDIS_PORT:-6380}
 NODE=payfleet-test@localhost
+CHAOS_FILTER=${PAYFLEET_CHAOS_FILTER:-[Cc]haos}
 STARTED=$SECONDS
 
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -93,8 +98,7 @@ mkdir -p "$STATE"
 trap stop_test_stack EXIT
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
-start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT" ||
-    die "the test stack did not start (logs: $STATE/logs)"
+start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT"
 log "stack up ($(elapsed))"
 
 export PAYFLEET_AMQP_URL="amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F"
@@ -113,6 +117,14 @@ section "swift build --build-tests"
 run swift build --build-tests
 log "built ($(elapsed))"
 
+section "contract documents (topology/check.py: JSON Schemas, AsyncAPI, definitions)"
+# A private virtualenv (kept across runs in .state/pyenv) with the validator's two packages.
+PYENV="$PAYFLEET_REPO/.state/pyenv"
+[[ -x "$PYENV/bin/python" ]] || run python3 -m venv "$PYENV"
+run "$PYENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml rfc3339-validator
+run "$PYENV/bin/python" topology/check.py
+log "done ($(elapsed))"
+
 section "migrate and apply the topology"
 run "$PAYFLEET_BIN_DIR/payfleet" migrate
 run "$PAYFLEET_BIN_DIR/payfleet" topology apply
@@ -122,4 +134,13 @@ section "swift test $*"
 status=0
 run swift test --skip-build "$@" || status=$?
 log "swift test exited with $status ($(elapsed))"
+
+# Chaos phase: tests that restart the broker run alone, after everything else
+# passed, and only on a full run (not when arguments narrow it down).
+if ((status == 0 && $# == 0)) && [[ "${PAYFLEET_SKIP_CHAOS:-0}" != 1 ]]; then
+    section "swift test: chaos phase (PAYFLEET_CHAOS_TESTS=1, --filter $CHAOS_FILTER)"
+    export PAYFLEET_CHAOS_TESTS=1
+    run swift test --skip-build --no-parallel --filter "$CHAOS_FILTER" || status=$?
+    log "chaos phase exited with $status ($(elapsed))"
+fi
 exit "$status"

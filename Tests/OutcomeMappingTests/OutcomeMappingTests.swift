@@ -1,0 +1,65 @@
+import Fleet
+import Foundation
+import Ingress
+import Payments
+import Store
+import Testing
+
+/// How outcomes map to what callers see: outcome events to HTTP answers (CONTRACT §4), and
+/// retries to delay levels. No servers.
+@Suite struct OutcomeMappingTests {
+    static let request = PaymentRequest(orderNo: "o-1", amount: 5_000, currency: .USD, country: "US", payMethod: .card)
+
+    static func event(_ status: PaymentStatus, failure: FailureCode? = nil) throws -> [UInt8] {
+        let payment = Payment(paymentNo: "pay_abc", merchantId: "mch_1", request: request, status: status,
+                              failureCode: failure?.rawValue, failureMessage: failure.map { "because \($0.rawValue)" },
+                              version: 1, at: Date())
+        return Array(try StoreJSON.encode(CloudEvent(id: "e1", type: status.eventType, source: "/t", time: nil,
+                                                     merchantId: "mch_1", data: payment)).utf8)
+    }
+
+    static func rejection(_ code: String, errors: [FieldError] = []) throws -> [UInt8] {
+        Array(try StoreJSON.encode(CloudEvent(id: "e2", type: "command.rejected", source: "/t", time: nil, merchantId: "mch_1",
+                                              data: CommandRejection(commandId: "c", commandType: "payment.create", code: code,
+                                                                     message: "m", errors: errors))).utf8)
+    }
+
+    @Test(arguments: [(PaymentStatus.succeeded, 201), (.pending, 201)])
+    func aPaymentOutcomeIs201WithTheResource(status: PaymentStatus, code: Int) throws {
+        let reply = try OutcomeResponse.make(fromEvent: try Self.event(status))
+        #expect(reply.status == code)
+        #expect(reply.headers["Location"] == "/api/v1/payments/pay_abc")
+        #expect(reply.body.contains("\"status\":\"\(status.rawValue)\""))
+    }
+
+    @Test(arguments: [
+        (FailureCode.limitExceeded, 402), (.riskBlocked, 402), (.channelDeclined, 402), (.noChannel, 402),
+        (.channelError, 402), (.tierForbidden, 403),
+    ])
+    func aFailedPaymentIsAProblemHoldingTheResource(failure: FailureCode, code: Int) throws {
+        let reply = try OutcomeResponse.make(fromEvent: try Self.event(.failed, failure: failure))
+        #expect(reply.status == code)
+        #expect(reply.headers["Content-Type"] == "application/problem+json")
+        let body = try JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as! [String: Any]
+        #expect(body["code"] as? String == failure.rawValue)
+        #expect((body["payment"] as? [String: Any])?["status"] as? String == "failed")
+    }
+
+    @Test(arguments: [("invalid_request", 400), ("idempotency_key_reused", 422), ("tier_forbidden", 403), ("merchant_not_found", 404)])
+    func aRejectionIsAProblem(code: String, status: Int) throws {
+        let reply = try OutcomeResponse.make(fromEvent: try Self.rejection(code, errors: [FieldError("data.amount", "bad")]))
+        #expect(reply.status == status)
+        let body = try JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as! [String: Any]
+        #expect(body["code"] as? String == code)
+        // HTTP field paths start at the body, not at the envelope.
+        #expect((body["errors"] as? [[String: Any]])?.first?["field"] as? String == "amount")
+    }
+
+    @Test func retriesBackOffThroughTheDelayLevelsAndAreBounded() {
+        let policy = RetryPolicy(maxRetries: 5)
+        #expect((0..<7).map { policy.delayLevel(afterAttempt: $0) } == ["1s", "5s", "30s", "2m", "10m", "10m", "10m"])
+        #expect(!policy.isFinal(attempt: 4))
+        #expect(policy.isFinal(attempt: 5))
+        #expect(RetryPolicy(maxRetries: 0).isFinal(attempt: 0))
+    }
+}
