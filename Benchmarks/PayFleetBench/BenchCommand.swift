@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet-bench",
         abstract: "Load generator for Benchmarks/run.sh (prints JSON).",
-        subcommands: [Broker.self, Authorize.self, Merchant.self])
+        subcommands: [Broker.self, Authorize.self, Merchant.self, Preload.self])
 }
 
 /// Latency percentiles of a sample, in milliseconds.
@@ -204,5 +204,40 @@ final class AsyncSemaphore: Sendable {
             return state.waiters.removeFirst()
         }
         waiter?.resume()
+    }
+}
+
+/// Publishes `payment.create` commands with confirms and returns: queue them up before a worker
+/// starts, to time the worker alone draining a backlog.
+struct Preload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Queue N payment.create commands (confirmed) and exit.")
+    @OptionGroup var connections: ConnectionOptions
+    @Option var commands = 10_000
+    @Option var merchant: String
+
+    func run() async throws {
+        let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "bench")
+        let publisher = AMQPConnection(configuration: AMQPConfiguration(url: try AMQPURL(connections.amqpURL),
+                                                                        connectionName: "bench preload", confirms: true), logger: logger)
+        try await publisher.waitUntilConnected(timeout: .seconds(15))
+        let clock = ContinuousClock(), start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<commands {
+                let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/bench", time: nil,
+                                         merchantId: merchant,
+                                         data: PaymentRequest(orderNo: "preload-\(index)", amount: Int64(1_000 + (index % 50)),
+                                                              currency: .USD, country: "US", payMethod: .card))
+                let message = AMQPMessage(exchange: "payfleet.commands", routingKey: "payment.create",
+                                          body: Array(try StoreJSON.encode(command).utf8),
+                                          properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
+                                                                     messageId: command.id, type: command.type), mandatory: true)
+                group.addTask { guard try await publisher.publish(message) == .acked else { throw Authorize.BenchError.notConfirmed } }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = clock.now - start
+        await publisher.close()
+        struct Result: Encodable { let commands: Int; let publish_per_second: Double }
+        try printJSON(Result(commands: commands, publish_per_second: Double(commands) / seconds(elapsed)))
     }
 }

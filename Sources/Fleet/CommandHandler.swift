@@ -45,9 +45,9 @@ public struct Event: Sendable {
 
 /// What a handler decided. The runtime alone turns it into commit, ack, retry or park.
 public enum Outcome: Sendable {
-    /// The effect is written in the transaction; commit it with these events (the first is the outcome
-    /// event, also sent to `reply_to`).
-    case done([Event])
+    /// Commit `effects` (statements run in the command's transaction, after anything the handler
+    /// wrote itself) with these events; the first event is the outcome, also sent to `reply_to`.
+    case done([Event], effects: [PostgresStatement] = [])
     /// The command takes no effect: commit a `command.rejected` event with this code.
     case rejected(code: String, message: String, errors: [FieldError] = [])
     /// Roll back and try again later, through the delay queues (bounded; then parked).
@@ -64,7 +64,9 @@ public protocol CommandHandler: Sendable {
     var commandType: String { get }
     /// Turns the envelope's `data` into a typed payload, or every field error.
     func parse(_ data: JSONValue) -> Result<Payload, ValidationFailure>
-    /// Performs the command inside the runtime's transaction (the inbox row is already claimed).
+    /// Decides the command inside the runtime's transaction (the inbox row is already claimed):
+    /// reads through `transaction`, and returns its writes as `effects` of the outcome, which the
+    /// runtime sends with the outbox rows and `COMMIT` in one hop.
     func handle(_ command: Command<Payload>, in transaction: PostgresConnection) async throws -> Outcome
 }
 

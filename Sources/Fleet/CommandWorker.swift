@@ -172,33 +172,41 @@ public final class CommandWorker: Service, Sendable {
             prepared = command
         }
 
-        // 3. Inbox + effect + outbox, one transaction.
+        // 3. Inbox + effect + outbox, one transaction, in three hops to the connection's thread.
         let result: TransactionResult
         do {
-            result = try await pool.transaction { tx in
-                guard try await Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
-                                            requestHash: prepared.requestHash, on: tx) else {
-                    guard let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx) else {
-                        throw Rollback(decision: .retry("inbox row vanished"))
+            result = try await pool.withConnection { tx in
+                do {
+                    let claim = Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
+                                            requestHash: prepared.requestHash)
+                    guard try await tx.batch([.begin, claim])[1].affectedRows == 1 else {
+                        let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx)
+                        _ = try await tx.batch([.rollback])
+                        guard let stored else { throw Rollback(decision: .retry("inbox row vanished")) }
+                        return .duplicate(stored)
                     }
-                    return .duplicate(stored)
+                    let rows: [OutboxRow], effects: [PostgresStatement]
+                    switch try await prepared.run(tx) {
+                    case .done(let events, let writes):
+                        guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
+                        rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
+                        effects = writes
+                    case .rejected(let code, let message, let errors):
+                        rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
+                                                      code: code, message: message, errors: errors)]
+                        effects = []
+                    case .retryLater(let reason):
+                        throw Rollback(decision: .retry(reason))
+                    case .park(let reason):
+                        throw Rollback(decision: .park(reason))
+                    }
+                    _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: merchantId, key: key, events: rows) + [.commit])
+                    return .committed(rows[0])
+                } catch {
+                    // Best effort: after a lost connection there is nothing to roll back.
+                    _ = try? await tx.batch([.rollback])
+                    throw error
                 }
-                let rows: [OutboxRow]
-                switch try await prepared.run(tx) {
-                case .done(let events):
-                    guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
-                    rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
-                case .rejected(let code, let message, let errors):
-                    rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
-                                                  code: code, message: message, errors: errors)]
-                case .retryLater(let reason):
-                    throw Rollback(decision: .retry(reason))
-                case .park(let reason):
-                    throw Rollback(decision: .park(reason))
-                }
-                try await Outbox.append(rows, on: tx)
-                try await Inbox.recordOutcome(merchantId: merchantId, key: key, event: rows[0], on: tx)
-                return .committed(rows[0])
             }
         } catch let rollback as Rollback {
             switch rollback.decision {

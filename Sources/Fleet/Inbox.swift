@@ -13,13 +13,13 @@ enum Inbox {
         let outcomeType: String?
     }
 
-    /// True when this transaction now owns the key; false when it was done before.
-    static func claim(merchantId: String, key: String, commandId: String, commandType: String, requestHash: String,
-                      on tx: PostgresConnection) async throws -> Bool {
-        try await tx.query("""
+    /// Claims the key: affects one row when this transaction now owns it, none when it was done before.
+    static func claim(merchantId: String, key: String, commandId: String, commandType: String,
+                      requestHash: String) -> PostgresStatement {
+        PostgresStatement("""
             INSERT INTO inbox (merchant_id, idempotency_key, command_id, command_type, request_hash)
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
-            """, [merchantId, key, commandId, commandType, requestHash]).affectedRows == 1
+            """, [merchantId, key, commandId, commandType, requestHash])
     }
 
     static func stored(merchantId: String, key: String, on tx: PostgresConnection) async throws -> Stored? {
@@ -34,11 +34,17 @@ enum Inbox {
         }
     }
 
-    static func recordOutcome(merchantId: String, key: String, event: OutboxRow, on tx: PostgresConnection) async throws {
-        _ = try await tx.query("""
-            UPDATE inbox SET outcome_type = $3, outcome_routing_key = $4, outcome_event = $5
-            WHERE merchant_id = $1 AND idempotency_key = $2
-            """, [merchantId, key, event.eventType, event.routingKey, event.body])
+    /// Writes the outcome events to the outbox and the first one to the inbox row.
+    static func recordOutcome(merchantId: String, key: String, events: [OutboxRow]) -> [PostgresStatement] {
+        let outcome = events[0]
+        return [PostgresStatement("""
+            WITH recorded AS (
+                UPDATE inbox SET outcome_type = $3, outcome_routing_key = $4, outcome_event = $5
+                WHERE merchant_id = $1 AND idempotency_key = $2)
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)
+            VALUES ($6, $3, $7, $4, $8, $9, $5)
+            """, [merchantId, key, outcome.eventType, outcome.routingKey, outcome.body, outcome.eventId, outcome.exchange,
+                  outcome.resourceKey, outcome.correlationId])] + events.dropFirst().map(Outbox.append)
     }
 }
 
@@ -56,12 +62,10 @@ struct OutboxRow: Sendable {
 
 /// The transactional outbox: events written with their effect, published by `OutboxRelay` after commit.
 enum Outbox {
-    static func append(_ rows: [OutboxRow], on tx: PostgresConnection) async throws {
-        for row in rows {
-            _ = try await tx.query("""
-                INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """, [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body])
-        }
+    static func append(_ row: OutboxRow) -> PostgresStatement {
+        PostgresStatement("""
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """, [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body])
     }
 }

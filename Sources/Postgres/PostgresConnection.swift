@@ -44,7 +44,7 @@ public final class PostgresConnection: Sendable {
         ended.store(true, ordering: .releasing)
     }
 
-    private func run<T: Sendable>(_ body: @escaping @Sendable (LibPQSession, UInt64) throws -> T) async throws -> T {
+    func run<T: Sendable>(_ body: @escaping @Sendable (LibPQSession, UInt64) throws -> T) async throws -> T {
         let lease = self.lease
         let usedAfterLease = PostgresError(message: "PostgresConnection used after its lease ended")
         guard !ended.load(ordering: .acquiring) else { throw usedAfterLease }

@@ -98,6 +98,13 @@ public enum Migrations {
             PRIMARY KEY (merchant_id, idempotency_key)
         );
         """),
+        Migration(version: 2, name: "payments without a foreign key to merchants", sql: """
+        -- Every payment insert checked the merchant through a FOR KEY SHARE lock on the merchant's
+        -- row; concurrent payments of one merchant then churn MultiXacts on that one hot row
+        -- (measured: INSERT INTO payments at 0.29 ms mean, 6x the other inserts). The authorize
+        -- worker reads the merchant in the same transaction, and merchants are never deleted.
+        ALTER TABLE payments DROP CONSTRAINT IF EXISTS payments_merchant_id_fkey;
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.

@@ -6,10 +6,10 @@ import Postgres
 public struct PaymentStore: Sendable {
     public init() {}
 
-    /// Inserts a new payment (version 1) created by command `commandId`.
+    /// The statement that inserts a new payment created by command `commandId`.
     public func insert(_ payment: Payment, amountBase: Int64?, channelRef: String?, customer: Customer?,
-                       commandId: String, on connection: PostgresConnection) async throws {
-        _ = try await connection.query("""
+                       commandId: String) throws -> PostgresStatement {
+        PostgresStatement("""
             INSERT INTO payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method,
                 channel, channel_ref, routing, channel_fee, status, failure_code, failure_message, subject, metadata,
                 customer, command_id, version, created_at, updated_at)

@@ -157,7 +157,7 @@ import Testing
     }
 
     func insert(_ rows: [OutboxRow], pool: PostgresPool) async throws {
-        try await pool.transaction { try await Outbox.append(rows, on: $0) }
+        try await pool.withConnection { _ = try await $0.batch([.begin] + rows.map(Outbox.append) + [.commit]) }
     }
 
     @Test func concurrentRelaysKeepEachResourcesOrder() async throws {

@@ -34,6 +34,7 @@ struct LedgerHandler: CommandHandler {
         let account = command.payload.account
         if account.hasPrefix("retry-once"), command.attempt == 0 { return .retryLater("scripted retry") }
         if account.hasPrefix("always-retry") { return .retryLater("scripted failure") }
+        // Written at once (not as an effect) so that a failure after it must roll it back.
         _ = try await tx.query("INSERT INTO fleet_test_effects (command_id, account, amount, attempt) VALUES ($1, $2, $3, $4)",
                                [command.id, account, command.payload.amount, command.attempt])
         if account.hasPrefix("throw-after-write") { throw HarnessError.scripted }

@@ -51,46 +51,46 @@ public struct AuthorizeHandler: CommandHandler {
         let decision = ChannelRouter(config: routing()).decide(input, seed: Identifiers.seed(command.id))
 
         func finish(_ status: PaymentStatus, fee: Int64 = 0, failure: FailureCode? = nil, message: String? = nil,
-                    reference: String? = nil) async throws -> Outcome {
+                    reference: String? = nil) throws -> Outcome {
             let payment = Payment(paymentNo: paymentNo, merchantId: merchant.merchantId, request: request, status: status,
                                   channel: decision.channel, routing: decision, channelFee: fee, failureCode: failure?.rawValue,
                                   failureMessage: message, version: 1, at: now)
-            try await payments.insert(payment, amountBase: amountBase, channelRef: reference, customer: request.customer,
-                                      commandId: command.id, on: tx)
             return .done([Event(type: status.eventType, merchantId: merchant.merchantId, resourceKey: "payment:\(paymentNo)",
-                                data: payment)])
+                                data: payment)],
+                         effects: [try payments.insert(payment, amountBase: amountBase, channelRef: reference,
+                                                       customer: request.customer, commandId: command.id)])
         }
 
         if request.currency != merchant.baseCurrency && !merchant.tier.policy.multiCurrency {
-            return try await finish(.failed, failure: .tierForbidden,
+            return try finish(.failed, failure: .tierForbidden,
                                     message: "the \(merchant.tier.rawValue) tier takes \(merchant.baseCurrency.rawValue) only; multi-currency needs business or above")
         }
         guard let channel = decision.channel else {
-            return try await finish(.failed, failure: .noChannel,
+            return try finish(.failed, failure: .noChannel,
                                     message: "no enabled channel takes \(request.currency.rawValue) by \(request.payMethod.rawValue)")
         }
 
         switch try await ledger.reserve(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey,
                                         amount: amountBase, limits: merchant.limits, windows: LimitWindows(at: now)) {
         case .exceeded(let kind):
-            return try await finish(.failed, failure: .limitExceeded, message: "the \(kind.rawValue) limit would be exceeded")
+            return try finish(.failed, failure: .limitExceeded, message: "the \(kind.rawValue) limit would be exceeded")
         case .reserved, .alreadyReserved:
             break
         }
 
         switch SandboxChannel.outcome(channel: channel, amount: request.amount, paymentNo: paymentNo) {
         case .succeeded(let reference):
-            return try await finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
+            return try finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
         case .pending(let reference):
-            return try await finish(.pending, fee: decision.estimatedFee ?? 0, reference: reference)
+            return try finish(.pending, fee: decision.estimatedFee ?? 0, reference: reference)
         case .declined:
             try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey)
-            return try await finish(.failed, failure: .channelDeclined, message: "\(channel) declined the payment")
+            return try finish(.failed, failure: .channelDeclined, message: "\(channel) declined the payment")
         case .transientError where !command.isFinalAttempt:
             return .retryLater("\(channel) had a transient error")
         case .transientError:
             try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey)
-            return try await finish(.failed, failure: .channelError,
+            return try finish(.failed, failure: .channelError,
                                     message: "\(channel) kept failing after \(command.attempt) retries")
         }
     }
