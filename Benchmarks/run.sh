@@ -55,16 +55,25 @@ CREATE TABLE bench_inbox (LIKE inbox INCLUDING ALL);
 CREATE TABLE bench_payments (LIKE payments INCLUDING ALL);
 CREATE TABLE bench_outbox (LIKE outbox INCLUDING ALL);
 SQL
+# The same statements as one authorize command, with rows of the same size: a real routing
+# record and outcome event from `payfleet-bench sample`, and a real merchant to read.
+sample=$("$bench" sample)
+bench_merchant=$("$bench" merchant)
 script=$(mktemp)
-cat >"$script" <<'SQL'
-\set n random(1, 9000000000000000000)
+python3 - "$sample" "$(json "['merchant_id']" <<<"$bench_merchant")" >"$script" <<'PY'
+import json, sys
+sample, merchant = json.loads(sys.argv[1]), sys.argv[2]
+# E'' strings with \x3a for ':' — pgbench would read ":06" inside a literal as a variable.
+q = lambda text: "E'" + text.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a") + "'"
+routing, event = q(sample["routing"]), q(sample["event"])
+print(f"""\\set n random(1, 9000000000000000000)
 BEGIN;
-INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash) VALUES ('mch_bench', :n, :n, 'payment.create', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60') ON CONFLICT DO NOTHING;
-INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at) VALUES ('pay_' || :n, 'mch_bench', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx', '{"mode":"balanced","channel":"stripe","strategy":"geographic","estimated_fee":59,"candidates":[{"channel":"stripe","total":1},{"channel":"paypal","total":0.12}],"excluded":[],"seed":1}', 59, 'succeeded', NULL, '{}', NULL, :n, 1, now(), now());
-INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n, 'payment.succeeded', 'payfleet.events', 'm.mch_bench.payment.succeeded', 'payment:' || :n, :n, '{"specversion":"1.0","id":"x","type":"payment.succeeded","source":"/payfleet/authorize","data":{"payment_no":"pay_x","amount":1000,"currency":"USD","status":"succeeded","version":1}}');
-UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.mch_bench.payment.succeeded', outcome_event = '{"id":"x"}' WHERE merchant_id = 'mch_bench' AND idempotency_key = :n::text;
-COMMIT;
-SQL
+INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash) VALUES ('{merchant}', :n, :n, 'payment.create', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60') ON CONFLICT DO NOTHING;
+SELECT merchant_id, name, tier, base_currency, country, auto_settlement, limit_overrides, created_at FROM merchants WHERE merchant_id = '{merchant}';
+INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at) VALUES ('pay_' || :n, '{merchant}', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now());
+WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.{merchant}.payment.succeeded', outcome_event = {event} WHERE merchant_id = '{merchant}' AND idempotency_key = :n::text) INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text, 'payment.succeeded', 'payfleet.events', 'm.{merchant}.payment.succeeded', 'payment:' || :n::text, :n::text, {event});
+COMMIT;""")
+PY
 pgbench_out=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
 rm -f "$script"
 pg_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_out" | head -1 | awk '{print $3}')
@@ -87,6 +96,13 @@ echo "$amqp" >&2
 amqp_rate=$(json "['per_second']" <<<"$amqp")
 amqp_p50=$(json "['p50_ms']" <<<"$amqp")
 amqp_p99=$(json "['p99_ms']" <<<"$amqp")
+
+section "3b/4 authorize over AMQP at light load: 4 commands in flight"
+amqp_light=$("$bench" authorize --commands 1000 --in-flight 4 --merchant "$merchant_id")
+echo "$amqp_light" >&2
+light_rate=$(json "['per_second']" <<<"$amqp_light")
+light_p50=$(json "['p50_ms']" <<<"$amqp_light")
+light_p99=$(json "['p99_ms']" <<<"$amqp_light")
 
 section "4/4 authorize over HTTP: wrk, $http_connections connections, ${seconds}s"
 lua=$(mktemp --suffix .lua)
@@ -113,15 +129,17 @@ http_p50=$(to_ms "$(awk '/ 50%/{print $2}' <<<"$wrk_out")")
 http_p99=$(to_ms "$(awk '/ 99%/{print $2}' <<<"$wrk_out")")
 http_errors=$(grep -oE "Non-2xx or 3xx responses: [0-9]+" <<<"$wrk_out" | awk "{print \$5}" || true)
 
-python3 - "$pg_tps" "$pub_rate" "$con_rate" "$amqp_rate" "$amqp_p50" "$amqp_p99" "$http_rate" "$http_p50" "$http_p99" "${http_errors:-0}" <<'PY'
+python3 - "$pg_tps" "$pub_rate" "$con_rate" "$amqp_rate" "$amqp_p50" "$amqp_p99" "$http_rate" "$http_p50" "$http_p99" "${http_errors:-0}" \
+    "$light_rate" "$light_p50" "$light_p99" "$pg_lat" <<'PY'
 import sys
-pg, pub, con, amqp, amqp50, amqp99, http, http50, http99, errors = sys.argv[1:]
-pg, pub, con, amqp, http = map(float, (pg, pub, con, amqp, http))
+pg, pub, con, amqp, amqp50, amqp99, http, http50, http99, errors, light, light50, light99, pglat = sys.argv[1:]
+pg, pub, con, amqp, http, light = map(float, (pg, pub, con, amqp, http, light))
 rows = [
-    ("pgbench: authorize transaction (8 clients)", pg, "", "", "1.00 (baseline)"),
+    ("pgbench: the authorize transaction's SQL (8 clients)", pg, "", "", "1.00 (baseline)"),
     ("broker: publish with confirms (quorum)", pub, "", "", ""),
     ("broker: consume + ack (quorum)", con, "", "", ""),
-    ("authorize over AMQP (confirm -> outcome event)", amqp, amqp50, amqp99, f"{amqp / pg:.2f} of pgbench"),
+    ("authorize over AMQP (confirm -> outcome event), 256 in flight", amqp, amqp50, amqp99, f"{amqp / pg:.2f} of pgbench"),
+    ("authorize over AMQP, light load (4 in flight)", light, light50, light99, f"pgbench tx {float(pglat):.1f} ms"),
     (f"authorize over HTTP (201 with outcome; non-2xx: {errors})", http, http50, http99, f"{http / pg:.2f} of pgbench"),
 ]
 print()

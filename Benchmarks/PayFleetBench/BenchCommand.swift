@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet-bench",
         abstract: "Load generator for Benchmarks/run.sh (prints JSON).",
-        subcommands: [Broker.self, Authorize.self, Merchant.self, Preload.self])
+        subcommands: [Broker.self, Authorize.self, Merchant.self, Preload.self, Sample.self])
 }
 
 /// Latency percentiles of a sample, in milliseconds.
@@ -239,5 +239,24 @@ struct Preload: AsyncParsableCommand {
         await publisher.close()
         struct Result: Encodable { let commands: Int; let publish_per_second: Double }
         try printJSON(Result(commands: commands, publish_per_second: Double(commands) / seconds(elapsed)))
+    }
+}
+
+/// A real routing record and outcome event, made by the production code, so the pgbench baseline
+/// writes rows of the same size as the authorize worker.
+struct Sample: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a real routing record and payment.succeeded event (JSON).")
+
+    func run() async throws {
+        let request = PaymentRequest(orderNo: "order-1001", amount: 1_000, currency: .USD, country: "US", payMethod: .card)
+        let decision = ChannelRouter(config: .defaults).decide(RoutingInput(amount: 1_000, currency: .USD, country: "US", payMethod: .card),
+                                                              seed: 42)
+        let payment = Payment(paymentNo: Identifiers.paymentNo(merchantId: "mch_bench", idempotencyKey: "k"), merchantId: "mch_bench",
+                              request: request, status: .succeeded, channel: decision.channel, routing: decision,
+                              channelFee: decision.estimatedFee ?? 0, version: 1, at: Date())
+        let event = CloudEvent(id: Identifiers.eventId(commandId: "c", type: "payment.succeeded"), type: "payment.succeeded",
+                               source: "/payfleet/authorize", time: Timestamp.format(Date()), merchantId: "mch_bench", data: payment)
+        struct Result: Encodable { let routing: String; let event: String }
+        try printJSON(Result(routing: try StoreJSON.encode(decision), event: try StoreJSON.encode(event)))
     }
 }
