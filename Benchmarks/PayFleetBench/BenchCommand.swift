@@ -30,6 +30,20 @@ struct Percentiles: Encodable {
     }
 }
 
+/// A `payment.create` command for `merchant` as an upstream system publishes it; the amounts
+/// (1,000-1,049) all succeed in the sandbox. Returns the command id and the message.
+func paymentCreate(index: Int, merchant: String) throws -> (String, AMQPMessage) {
+    let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/bench", time: nil,
+                             merchantId: merchant,
+                             data: PaymentRequest(orderNo: "bench-\(index)", amount: Int64(1_000 + (index % 50)),
+                                                  currency: .USD, country: "US", payMethod: .card))
+    let message = AMQPMessage(exchange: "payfleet.commands", routingKey: "payment.create",
+                              body: Array(try StoreJSON.encode(command).utf8),
+                              properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
+                                                         messageId: command.id, type: command.type), mandatory: true)
+    return (command.id, message)
+}
+
 func printJSON<T: Encodable>(_ value: T) throws {
     print(try StoreJSON.encode(value))
 }
@@ -149,15 +163,8 @@ struct Authorize: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<commands {
                 await slots.wait()
-                let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/bench", time: nil,
-                                         merchantId: merchant,
-                                         data: PaymentRequest(orderNo: "bench-\(index)", amount: Int64(1_000 + (index % 50)),
-                                                              currency: .USD, country: "US", payMethod: .card))
-                let message = AMQPMessage(exchange: "payfleet.commands", routingKey: "payment.create",
-                                          body: Array(try StoreJSON.encode(command).utf8),
-                                          properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
-                                                                     messageId: command.id, type: command.type), mandatory: true)
-                sent.withLock { $0[command.id] = clock.now }
+                let (id, message) = try paymentCreate(index: index, merchant: merchant)
+                sent.withLock { $0[id] = clock.now }
                 group.addTask {
                     guard try await publisher.publish(message) == .acked else { throw BenchError.notConfirmed }
                 }
@@ -223,14 +230,7 @@ struct Preload: AsyncParsableCommand {
         let clock = ContinuousClock(), start = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<commands {
-                let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/bench", time: nil,
-                                         merchantId: merchant,
-                                         data: PaymentRequest(orderNo: "preload-\(index)", amount: Int64(1_000 + (index % 50)),
-                                                              currency: .USD, country: "US", payMethod: .card))
-                let message = AMQPMessage(exchange: "payfleet.commands", routingKey: "payment.create",
-                                          body: Array(try StoreJSON.encode(command).utf8),
-                                          properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
-                                                                     messageId: command.id, type: command.type), mandatory: true)
+                let (_, message) = try paymentCreate(index: index, merchant: merchant)
                 group.addTask { guard try await publisher.publish(message) == .acked else { throw Authorize.BenchError.notConfirmed } }
             }
             try await group.waitForAll()

@@ -178,28 +178,22 @@ extension EndToEnd {
         let total = 2_000
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()
-        let merchant = try await Fixtures.merchant(pool, overrides: LimitOverrides(singleLimit: 1_000_000_000,
-                                                                                   dailyLimit: 1_000_000_000_000,
-                                                                                   monthlyLimit: 1_000_000_000_000)).merchant
+        let merchant = try await Fixtures.unlimitedMerchant(pool)
         let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
         let broker = try await TestEnvironment.amqp("upstream")
-        // Amounts vary; those ending in 51 are declined (their reservation must be released);
-        // none ends in 52 or 53 (pending and transient outcomes are other tests' business).
-        let commands = (0..<total).map { index -> CloudEvent<PaymentRequest> in
-            var amount = Int64(1_000 + index * 7)
-            if [52, 53].contains(amount % 100) { amount += 10 }
-            return Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: amount)
+        let commands = (0..<total).map {
+            Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: Fixtures.settlingAmount(Int64(1_000 + $0 * 7)))
         }
         let worker = try await Self.startWorker()
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
 
         // Kill it mid-flight, then let the supervisor's job (a restart) happen.
         let started = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) {
-            try await Self.payments(pool, merchant.merchantId) >= 200
+            try await Fixtures.paymentCount(pool, merchant.merchantId) >= 200
         }
         #expect(started)
         worker.kill9()
-        let doneAtKill = try await Self.payments(pool, merchant.merchantId)
+        let doneAtKill = try await Fixtures.paymentCount(pool, merchant.merchantId)
         #expect(doneAtKill < total, "the kill must land mid-flight (\(doneAtKill) of \(total) done)")
         try worker.restart()
 
@@ -268,8 +262,5 @@ extension EndToEnd {
         await pool.close()
     }
 
-    static func payments(_ pool: PostgresPool, _ merchantId: String) async throws -> Int {
-        try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchantId]).rows[0].int("n")
-    }
 }
 }

@@ -14,9 +14,7 @@ struct ChaosTests {
         let total = 3_000
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()
-        let merchant = try await Fixtures.merchant(pool, overrides: LimitOverrides(singleLimit: 1_000_000_000,
-                                                                                   dailyLimit: 1_000_000_000_000,
-                                                                                   monthlyLimit: 1_000_000_000_000)).merchant
+        let merchant = try await Fixtures.unlimitedMerchant(pool)
         let healthPort = FleetProcess.freePort()
         let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(healthPort)"])
         try await worker.waitUntilReady(port: healthPort)
@@ -27,24 +25,20 @@ struct ChaosTests {
         let (workerPid, ingressPid) = (worker.pid, ingress.pid)
 
         let broker = try await TestEnvironment.amqp("upstream")
-        // No amount ends in 52 (pending) or 53 (a transient error, retried for minutes): every
-        // command must finish here, and the limit counter must equal the succeeded sum.
-        let commands = (0..<total).map { index -> CloudEvent<PaymentRequest> in
-            var amount = Int64(2_000 + index % 1_000)
-            if [52, 53].contains(amount % 100) { amount += 10 }
-            return Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: amount)
+        let commands = (0..<total).map {
+            Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: Fixtures.settlingAmount(Int64(2_000 + $0 % 1_000)))
         }
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
         await broker.close()
-        _ = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) { try await Self.count(pool, merchant.merchantId) >= 100 }
+        _ = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) { try await Fixtures.paymentCount(pool, merchant.merchantId) >= 100 }
 
         try RabbitMQControl.run(["stop_app"])
-        let doneWhileDown = try await Self.count(pool, merchant.merchantId)
+        let doneWhileDown = try await Fixtures.paymentCount(pool, merchant.merchantId)
         try RabbitMQControl.run(["start_app"])
         #expect(doneWhileDown < total, "the restart must land mid-flight")
 
         // Every command ends with exactly one payment; every event leaves the outbox.
-        let completed = try await eventually(timeout: .seconds(180)) { try await Self.count(pool, merchant.merchantId) == total }
+        let completed = try await eventually(timeout: .seconds(180)) { try await Fixtures.paymentCount(pool, merchant.merchantId) == total }
         #expect(completed)
         #expect(try await eventually(timeout: .seconds(60)) {
             try await pool.query("SELECT count(*) AS n FROM outbox WHERE routing_key LIKE $1", ["m.\(merchant.merchantId).%"])
@@ -63,7 +57,7 @@ struct ChaosTests {
         #expect(worker.isRunning && worker.pid == workerPid)
         #expect(ingress.isRunning && ingress.pid == ingressPid)
         let apiKey = try await Fixtures.merchant(pool).apiKey
-        let paid = try await eventually(timeout: .seconds(60), every: .milliseconds(500)) {
+        let paid = await eventually(timeout: .seconds(60), every: .milliseconds(500)) {
             let reply = try? await HTTP.post("http://127.0.0.1:\(httpPort)/api/v1/payments",
                                              headers: ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json",
                                                        "Idempotency-Key": UUID().uuidString],
@@ -80,7 +74,4 @@ struct ChaosTests {
         await pool.close()
     }
 
-    static func count(_ pool: PostgresPool, _ merchantId: String) async throws -> Int {
-        try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchantId]).rows[0].int("n")
-    }
 }

@@ -23,6 +23,24 @@ public enum Fixtures {
         }
     }
 
+    /// A premium USD merchant whose limits no test reaches.
+    public static func unlimitedMerchant(_ pool: PostgresPool) async throws -> Merchant {
+        try await merchant(pool, overrides: LimitOverrides(singleLimit: 1_000_000_000, dailyLimit: 1_000_000_000_000,
+                                                           monthlyLimit: 1_000_000_000_000)).merchant
+    }
+
+    /// An amount that settles at once in the sandbox: never ending in 52 (pending) or 53 (a transient
+    /// error retried for minutes), so every command finishes and the limit counters equal the
+    /// succeeded sum. Amounts ending in 51 (declined) stay: their reservations must be released.
+    public static func settlingAmount(_ base: Int64) -> Int64 {
+        [52, 53].contains(base % 100) ? base + 10 : base
+    }
+
+    /// How many payments a merchant has.
+    public static func paymentCount(_ pool: PostgresPool, _ merchantId: String) async throws -> Int {
+        try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchantId]).rows[0].int("n")
+    }
+
     /// A `payment.create` command envelope.
     public static func paymentCommand(merchantId: String, amount: Int64, currency: Currency = .USD, country: String = "US",
                                       payMethod: PayMethod = .card, orderNo: String? = nil, id: String = Identifiers.newCommandId(),
