@@ -6,6 +6,7 @@ import Payments
 import Postgres
 import ServiceLifecycle
 import Store
+import Synchronization
 
 /// Consumes one work queue and runs each command through its handler, exactly once in effect.
 ///
@@ -31,6 +32,7 @@ public final class CommandWorker: Service, Sendable {
     let concurrency: Int
     let logger: Logger
     let metrics: QueueMetrics
+    private let inFlight = Atomic<Int>(0)
 
     public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
                 relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, logger: Logger) {
@@ -117,10 +119,10 @@ public final class CommandWorker: Service, Sendable {
 
     func process(_ delivery: AMQPDelivery) async {
         metrics.consumed.increment()
-        metrics.inFlight.record(1)
+        metrics.inFlight.record(inFlight.add(1, ordering: .relaxed).newValue)
         let started = ContinuousClock.now
         defer {
-            metrics.inFlight.record(-1)
+            metrics.inFlight.record(inFlight.subtract(1, ordering: .relaxed).newValue)
             metrics.handling.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         }
         let attempt = Int(delivery.properties.headers[FleetHeaders.retryCount].flatMap(\.intValue) ?? 0)

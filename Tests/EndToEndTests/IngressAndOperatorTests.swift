@@ -106,6 +106,31 @@ extension EndToEnd {
         await pool.close()
     }
 
+    @Test func aWorkerExposesItsQueueMetrics() async throws {
+        let port = FleetProcess.freePort()
+        let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(port)"])
+        defer { Task { await worker.terminate() } }
+        try await worker.waitUntilReady(port: port)
+        let pool = try TestEnvironment.postgres(size: 1)
+        let merchant = try await Fixtures.merchant(pool).merchant
+        let broker = try await TestEnvironment.amqp("metrics upstream")
+        try await Fixtures.publishAll([try Fixtures.message(Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 1_000)),
+                                       Fixtures.message(Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 1_000),
+                                                        routingKey: "payment.create")], on: broker)
+        _ = try await eventually { try await Fixtures.paymentCount(pool, merchant.merchantId) == 2 }
+        let metrics = try await HTTP.get("http://127.0.0.1:\(port)/metrics").text
+        for name in ["payfleet_commands_consumed_total", "payfleet_commands_succeeded_total", "payfleet_commands_in_flight",
+                     "payfleet_command_handling_seconds_bucket", "payfleet_outbox_published_total"] {
+            #expect(metrics.contains(name), "missing \(name)")
+        }
+        let consumed = metrics.split(separator: "\n").first { $0.hasPrefix("payfleet_commands_consumed_total{queue=\"payfleet.authorize\"}") }
+        #expect(consumed.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 2 } == true, "\(consumed ?? "none")")
+        let inFlight = metrics.split(separator: "\n").first { $0.hasPrefix("payfleet_commands_in_flight{") }
+        #expect(inFlight.flatMap { Double($0.split(separator: " ").last ?? "") } == 0, "nothing in flight once all is done")
+        await broker.close()
+        await pool.close()
+    }
+
     @Test func everyExecutableHasHelp() async throws {
         for executable in ["payfleet", "payfleet-ingress", "payfleet-authorize"] {
             let output = try await Self.run(executable, ["--help"])
