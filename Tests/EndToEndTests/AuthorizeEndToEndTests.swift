@@ -231,6 +231,37 @@ extension EndToEnd {
         await pool.close()
     }
 
+    @Test func transientChannelErrorsAreRetriedThenFailAndPendingKeepsItsReservation() async throws {
+        // One retry (through payfleet.retry.1s), so the final attempt comes a second later.
+        let port = FleetProcess.freePort()
+        let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(port)", "PAYFLEET_MAX_RETRIES": "1"])
+        defer { Task { await worker.terminate() } }
+        try await worker.waitUntilReady(port: port)
+        let pool = try TestEnvironment.postgres(size: 1)
+        let redis = try TestEnvironment.redis()
+        let merchant = try await Fixtures.unlimitedMerchant(pool)
+        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let broker = try await TestEnvironment.amqp("upstream")
+        let transient = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 7_053)
+        let pending = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 7_052)
+        try await Fixtures.publishAll([try Fixtures.message(transient), try Fixtures.message(pending)], on: broker)
+
+        let received = await events.wait(timeout: .seconds(30)) { $0.count >= 2 }
+        let failed = try #require(received.first { $0.correlationId == transient.id })
+        #expect(failed.type == "payment.failed")
+        #expect(failed.data["failure_code"] as? String == "channel_error")
+        let waiting = try #require(received.first { $0.correlationId == pending.id })
+        #expect(waiting.type == "payment.pending")
+        // The failed payment gave its reservation back; the pending one keeps it.
+        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: LimitWindows(at: Date()))
+        #expect(usage.day == 7_052)
+        #expect(worker.log.contains("payfleet-authorize") && !worker.log.contains("parking message"))
+        await events.close()
+        await broker.close()
+        await redis.close()
+        await pool.close()
+    }
+
     @Test func threeWorkersNeverPushAWindowPastItsLimit() async throws {
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()
