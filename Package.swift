@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // C clients from Debian, through pkg-config. Nothing above the Swift wrappers sees them.
@@ -73,7 +74,7 @@ let package = Package(
         .target(name: "PayFleetTesting", dependencies: ["AMQP", "Postgres", "Redis", "Fleet", "Store"], path: "Tests/PayFleetTesting"),
 
         // Unit tests: no servers.
-        .testTarget(name: "PaymentsTests", dependencies: ["Payments"]),
+        .testTarget(name: "PaymentsTests", dependencies: ["Payments", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store"]),
         // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),

@@ -32,9 +32,10 @@ public struct ChannelConfig: Sendable, Codable, Equatable {
         self.weight = weight
     }
 
-    /// The channel's fee for `amount`: basis points rounded half-up, plus the fixed fee.
+    /// The channel's fee for `amount`: basis points rounded half-up, plus the fixed fee, and never
+    /// more than the amount itself (a fixed fee would otherwise exceed a tiny payment).
     public func fee(for amount: Int64) -> Int64? {
-        MoneyMath.basisPoints(amount, feeBasisPoints).flatMap { MoneyMath.add($0, fixedFee) }
+        MoneyMath.basisPoints(amount, feeBasisPoints).flatMap { MoneyMath.add($0, fixedFee) }.map { min($0, max(amount, 0)) }
     }
 }
 
