@@ -360,7 +360,8 @@ public final class CommandWorker: Service, Sendable {
         }
     }
 
-    static func describe(_ error: any Error) -> String {
+    /// A decoding error as one line a client can act on.
+    public static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.dataCorrupted(let context): "malformed JSON: \(context.debugDescription)"
         case DecodingError.keyNotFound(let key, _): "missing field \(key.stringValue)"

@@ -1,3 +1,5 @@
+import Foundation
+import Payments
 import Postgres
 
 /// The inbox: "this command was done", recorded in the same transaction as the command's effect.
@@ -61,7 +63,15 @@ struct OutboxRow: Sendable {
 }
 
 /// The transactional outbox: events written with their effect, published by `OutboxRelay` after commit.
-enum Outbox {
+public enum Outbox {
+    /// The statement that puts `event` in the outbox; run it in the transaction of the change it
+    /// reports (for changes made outside a command handler, such as an admin's tier change).
+    public static func statement(for event: Event, eventId: String, source: String, correlationId: String? = nil) throws -> PostgresStatement {
+        let body = try event.render(eventId, source, Timestamp.format(Date()), event.merchantId)
+        return append(OutboxRow(eventId: eventId, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
+                                resourceKey: event.resourceKey, correlationId: correlationId, body: body))
+    }
+
     static func append(_ row: OutboxRow) -> PostgresStatement {
         PostgresStatement("""
             INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)

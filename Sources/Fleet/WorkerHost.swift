@@ -3,12 +3,16 @@ import Foundation
 import Logging
 import Postgres
 import Redis
+import Payments
 import ServiceLifecycle
+import Store
 
-/// The shared clients a worker's handlers may use.
+/// The shared clients and live settings a worker's handlers may use.
 public struct WorkerResources: Sendable {
     public let postgres: PostgresPool
     public let redis: RedisClient
+    /// The routing table of `settings`, reloaded within about a second of a change.
+    public let routing: HotSetting<RoutingConfig>
     public let logger: Logger
 }
 
@@ -35,7 +39,11 @@ public enum WorkerHost {
         let relay = OutboxRelay(pool: pool, publisher: publisher, logger: logger)
         let base = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
                                  retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency, logger: logger)
-        let worker = handlers(WorkerResources(postgres: pool, redis: redis, logger: logger), base)
+        let settings = SettingsStore()
+        let routing = await HotSetting(name: SettingsStore.routing, initial: RoutingConfig.defaults, logger: logger,
+                                       version: { try await pool.withConnection { try await settings.version(of: SettingsStore.routing, on: $0) } },
+                                       load: { try await pool.withConnection { try await settings.routing(on: $0) } })
+        let worker = handlers(WorkerResources(postgres: pool, redis: redis, routing: routing, logger: logger), base)
         let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: [
             .amqp("broker", consumer), .amqp("broker_publisher", publisher), .postgres(pool), .redis(redis),
         ], logger: logger)
@@ -43,7 +51,7 @@ public enum WorkerHost {
         logger.info("starting", metadata: ["queue": "\(queue)", "health": "http://\(options.healthHost):\(options.healthPort)"])
         // Services stop in reverse order: the consumer first, then the relay flushes, then health.
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: health), .init(service: relay), .init(service: worker)],
+            services: [.init(service: health), .init(service: routing), .init(service: relay), .init(service: worker)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         // Past the deadline a graceful stop becomes a cancellation; unacked work is redelivered.

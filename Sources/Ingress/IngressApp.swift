@@ -21,6 +21,7 @@ public struct IngressApp: Sendable {
     let redis: RedisClient
     let broker: AMQPConnection
     let replies: ReplyWaiter
+    let relay: OutboxRelay
     let adminTokenHash: [UInt8]
     let replyTimeout: Duration
     let logger: Logger
@@ -43,6 +44,7 @@ public struct IngressApp: Sendable {
             url: try AMQPURL(options.connections.amqpURL), connectionName: "payfleet-ingress", confirms: true,
             consumes: [ConsumeSpec(queue: directReplyTo, noAck: true)], topology: topology), logger: logger)
         let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
+                             relay: OutboxRelay(pool: pool, publisher: broker, logger: logger),
                              adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken.utf8))),
                              replyTimeout: .milliseconds(options.replyTimeoutMilliseconds), logger: logger)
 
@@ -50,12 +52,14 @@ public struct IngressApp: Sendable {
         router.middlewares.add(MetricsMiddleware())
         router.middlewares.add(LogRequestsMiddleware(.debug))
         app.addRoutes(to: router)
+        app.addRulebookRoutes(to: router)
         HealthRoutes.add(to: router, checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)])
         let server = Application(router: router,
                                  configuration: .init(address: .hostname(options.httpHost, port: options.httpPort),
                                                       serverName: "payfleet-ingress"),
                                  logger: logger)
-        var configuration = ServiceGroupConfiguration(services: [.init(service: ReplyPump(app: app)), .init(service: server)],
+        var configuration = ServiceGroupConfiguration(services: [.init(service: app.relay), .init(service: ReplyPump(app: app)),
+                                                                 .init(service: server)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .seconds(15)
         logger.info("listening", metadata: ["address": "http://\(options.httpHost):\(options.httpPort)"])

@@ -324,3 +324,31 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+extension RoutingConfig {
+    /// Every problem with a configuration document (`PUT /api/v1/admin/routing` answers 400 with them
+    /// and changes nothing).
+    public var validationErrors: [FieldError] {
+        var errors: [FieldError] = []
+        if channels.isEmpty { errors.append(FieldError("channels", "must name at least one channel")) }
+        var seen = Set<String>()
+        for (index, channel) in channels.enumerated() {
+            let path = "channels[\(index)]"
+            if channel.name.isEmpty || channel.name.count > 32
+                || !channel.name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) {
+                errors.append(FieldError("\(path).name", "must be 1-32 lowercase letters, digits or _"))
+            }
+            if !seen.insert(channel.name).inserted { errors.append(FieldError("\(path).name", "is a duplicate")) }
+            if !(0...10_000).contains(channel.feeBasisPoints) { errors.append(FieldError("\(path).fee_bps", "must be 0...10000")) }
+            if channel.fixedFee < 0 { errors.append(FieldError("\(path).fixed_fee", "must not be negative")) }
+            if !(0...1).contains(channel.successRate) { errors.append(FieldError("\(path).success_rate", "must be within 0...1")) }
+            if channel.weight < 0 { errors.append(FieldError("\(path).weight", "must not be negative")) }
+            if channel.currencies.isEmpty { errors.append(FieldError("\(path).currencies", "must not be empty")) }
+            if channel.payMethods.isEmpty { errors.append(FieldError("\(path).pay_methods", "must not be empty")) }
+            for country in channel.localCountries where !Country.isValid(country) {
+                errors.append(FieldError("\(path).local_countries", "\(TextRules.forLog(country, limit: 8)) is not an ISO 3166-1 alpha-2 code"))
+            }
+        }
+        return errors
+    }
+}

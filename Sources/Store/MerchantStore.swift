@@ -67,3 +67,31 @@ public enum StoreJSON {
         try JSONDecoder().decode(type, from: Data(text.utf8))
     }
 }
+
+/// Tier changes, with the operator and reason in `audit_logs` (RULES "Merchant tiers").
+extension MerchantStore {
+    /// Sets the merchant's tier and records who did it and why, in the caller's transaction.
+    /// Returns the merchant before and after, or nil when there is no such merchant.
+    public func changeTier(merchantId: String, to tier: Tier, operator: String, reason: String,
+                           on connection: PostgresConnection) async throws -> (before: Merchant, after: Merchant)? {
+        guard let before = try await connection.query("SELECT \(Self.columns) FROM merchants WHERE merchant_id = $1 FOR UPDATE",
+                                                      [merchantId]).first.map(Self.merchant(from:)) else { return nil }
+        let after = try await connection.query("""
+            UPDATE merchants SET tier = $2, updated_at = now() WHERE merchant_id = $1 RETURNING \(Self.columns)
+            """, [merchantId, tier.rawValue]).rows[0]
+        _ = try await connection.query("""
+            INSERT INTO audit_logs (action, target, operator, reason, detail) VALUES ('merchant.tier_changed', $1, $2, $3, $4::jsonb)
+            """, [merchantId, `operator`, reason, try StoreJSON.encode(["from": before.tier.rawValue, "to": tier.rawValue])])
+        return (before, try Self.merchant(from: after))
+    }
+
+    /// Volume of succeeded payments (base currency) and `limit_exceeded` failures over the last 30 days.
+    public func trailing30Days(merchantId: String, on connection: PostgresConnection) async throws -> (volume: Int64, limitExceeded: Int) {
+        let row = try await connection.query("""
+            SELECT coalesce(sum(amount_base) FILTER (WHERE status IN ('succeeded', 'partially_refunded', 'refunded')), 0) AS volume,
+                   count(*) FILTER (WHERE failure_code = 'limit_exceeded') AS rejected
+            FROM payments WHERE merchant_id = $1 AND created_at > now() - interval '30 days'
+            """, [merchantId]).rows[0]
+        return (try row.int64("volume"), try row.int("rejected"))
+    }
+}

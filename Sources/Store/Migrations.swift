@@ -105,6 +105,44 @@ public enum Migrations {
         -- worker reads the merchant in the same transaction, and merchants are never deleted.
         ALTER TABLE payments DROP CONSTRAINT IF EXISTS payments_merchant_id_fkey;
         """),
+        Migration(version: 3, name: "settings, risk blacklist and events, audit log", sql: """
+        -- Hot-reloadable configuration documents (routing, risk rules), versioned so that workers
+        -- notice a change with one cheap query.
+        CREATE TABLE settings (
+            name       text PRIMARY KEY,
+            value      jsonb NOT NULL,
+            version    bigint NOT NULL DEFAULT 1,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE risk_blacklist (
+            type       text NOT NULL CHECK (type IN ('customer_id', 'email', 'ip', 'country')),
+            value      text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (type, value)
+        );
+
+        CREATE TABLE risk_events (
+            id          bigserial PRIMARY KEY,
+            merchant_id text NOT NULL,
+            payment_no  text,
+            rule        text NOT NULL,
+            detail      text NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX risk_events_merchant ON risk_events (merchant_id, created_at);
+
+        CREATE TABLE audit_logs (
+            id         bigserial PRIMARY KEY,
+            action     text NOT NULL,
+            target     text NOT NULL,
+            operator   text NOT NULL,
+            reason     text NOT NULL,
+            detail     jsonb NOT NULL DEFAULT '{}',
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX audit_logs_target ON audit_logs (target, created_at);
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.

@@ -15,7 +15,8 @@ struct AuthorizeWorker: AsyncParsableCommand {
 
     func run() async throws {
         try await WorkerHost.run(name: "payfleet-authorize", queue: "payfleet.authorize", options: options) { resources, worker in
-            worker.handling(AuthorizeHandler(ledger: LimitLedger(redis: resources.redis), logger: resources.logger))
+            worker.handling(AuthorizeHandler(ledger: LimitLedger(redis: resources.redis), routing: { resources.routing.current },
+                                             logger: resources.logger))
         }
     }
 }

@@ -17,14 +17,17 @@ public struct AuthorizeHandler: CommandHandler {
     let ledger: LimitLedger
     let merchants = MerchantStore()
     let payments = PaymentStore()
+    let risk = RiskStore()
+    let riskRules: RiskRules
     let routing: @Sendable () -> RoutingConfig
     let fx: FXTable
     let logger: Logger
     let clock: @Sendable () -> Date
 
     public init(ledger: LimitLedger, routing: @escaping @Sendable () -> RoutingConfig = { .defaults }, fx: FXTable = .defaults,
-                logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+                riskRules: RiskRules = RiskRules(), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.ledger = ledger
+        self.riskRules = riskRules
         self.routing = routing
         self.fx = fx
         self.logger = logger
@@ -65,6 +68,18 @@ public struct AuthorizeHandler: CommandHandler {
             return try finish(.failed, failure: .tierForbidden,
                                     message: "the \(merchant.tier.rawValue) tier takes \(merchant.baseCurrency.rawValue) only; multi-currency needs business or above")
         }
+        // Risk before anything is reserved: the blacklist is read on every payment, so an entry
+        // applies to the very next one on every replica.
+        let candidates = [(BlacklistType.customerId, request.customer?.id), (.email, request.customer?.email),
+                          (.ip, request.customer?.ip), (.country, request.country)]
+            .compactMap { type, value in value.map { BlacklistEntry(type: type, value: $0) } }
+        let policy = RiskPolicy(blacklist: try await risk.matching(candidates, on: tx), rules: riskRules)
+        if case .block(let rule, let detail) = policy.evaluate(request) {
+            let outcome = try finish(.failed, failure: .riskBlocked, message: "blocked by risk rule \(rule): \(detail)")
+            guard case .done(let events, let effects) = outcome else { return outcome }
+            return .done(events, effects: effects + [risk.event(merchantId: merchant.merchantId, paymentNo: paymentNo, rule: rule, detail: detail)])
+        }
+
         guard let channel = decision.channel else {
             return try finish(.failed, failure: .noChannel,
                                     message: "no enabled channel takes \(request.currency.rawValue) by \(request.payMethod.rawValue)")

@@ -1,0 +1,131 @@
+import Fleet
+import Foundation
+import Hummingbird
+import Payments
+import Postgres
+import Store
+
+/// Merchant profile, limits and tier advice; the admin's tier changes, routing table and risk
+/// blacklist (CONTRACT §4). Every write applies to the very next payment: workers read the
+/// blacklist per payment and reload the routing table within about a second.
+extension IngressApp {
+    func addRulebookRoutes(to router: Router<BasicRequestContext>) {
+        let api = router.group("api/v1")
+        api.get("merchant") { request, _ in
+            Self.json(.ok, try StoreJSON.encode(try await self.authenticate(request))).response
+        }
+        api.get("merchant/limits") { request, _ in try await self.limits(request) }
+        api.get("merchant/tier/recommendation") { request, _ in
+            let merchant = try await self.authenticate(request)
+            let trailing = try await self.pool.withConnection {
+                try await self.merchants.trailing30Days(merchantId: merchant.merchantId, on: $0)
+            }
+            let advice = TierAdvice.advise(current: merchant.tier, trailing30DayVolume: trailing.volume,
+                                           limitExceeded30Days: trailing.limitExceeded)
+            return Self.json(.ok, try StoreJSON.encode(advice)).response
+        }
+        api.put("admin/merchants/:id/tier") { request, context in
+            try await self.changeTier(request, merchantId: try context.parameters.require("id"))
+        }
+        api.get("admin/routing") { request, _ in
+            try self.requireAdmin(request)
+            let (config, _) = try await self.pool.withConnection { try await SettingsStore().routing(on: $0) }
+            return Self.json(.ok, try StoreJSON.encode(config)).response
+        }
+        api.put("admin/routing") { request, _ in try await self.replaceRouting(request) }
+        api.post("admin/risk/blacklist") { request, _ in
+            let entry = try await self.blacklistEntry(request)
+            try await self.pool.withConnection { try await RiskStore().add(entry, on: $0) }
+            return Self.json(.created, try StoreJSON.encode(entry)).response
+        }
+        api.delete("admin/risk/blacklist") { request, _ in
+            let entry = try await self.blacklistEntry(request)
+            guard try await self.pool.withConnection({ try await RiskStore().remove(entry, on: $0) }) else {
+                throw Problem(.notFound, "not_found", "no such blacklist entry")
+            }
+            return Response(status: .noContent)
+        }
+    }
+
+    /// `{"tier", "currency", "single_limit", "daily": {...}, "monthly": {...}}` in base-currency minor units.
+    func limits(_ request: Request) async throws -> Response {
+        let merchant = try await authenticate(request)
+        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: LimitWindows(at: Date()))
+        struct Window: Encodable { let limit: Int64, used: Int64, remaining: Int64 }
+        struct Limits: Encodable {
+            let tier: Tier, currency: Currency, singleLimit: Int64, daily: Window, monthly: Window
+            enum CodingKeys: String, CodingKey { case tier, currency, singleLimit = "single_limit", daily, monthly }
+        }
+        let limits = merchant.limits
+        func window(_ limit: Int64, _ used: Int64) -> Window { Window(limit: limit, used: used, remaining: max(0, limit - used)) }
+        return Self.json(.ok, try StoreJSON.encode(Limits(tier: merchant.tier, currency: merchant.baseCurrency, singleLimit: limits.single,
+                                                          daily: window(limits.daily, usage.day),
+                                                          monthly: window(limits.monthly, usage.month)))).response
+    }
+
+    /// `{"tier", "reason", "operator"}`: recorded in `audit_logs`, announced as `merchant.tier_changed`.
+    func changeTier(_ request: Request, merchantId: String) async throws -> Response {
+        try requireAdmin(request)
+        var request = request
+        guard case .object(let body) = try await readJSON(&request) else {
+            throw Problem(.badRequest, "invalid_request", "the body must be a JSON object")
+        }
+        var errors: [FieldError] = []
+        func text(_ name: String, max: Int) -> String? {
+            guard case .string(let value)? = body[name], !value.isEmpty, value.count <= max, TextRules.isPrintable(value) else {
+                errors.append(FieldError(name, "is required: 1-\(max) printable characters"))
+                return nil
+            }
+            return value
+        }
+        let tierName = text("tier", max: 20), reason = text("reason", max: 500), operatorName = text("operator", max: 100)
+        let tier = tierName.flatMap(Tier.init(rawValue:))
+        if tierName != nil, tier == nil {
+            errors.append(FieldError("tier", "must be one of \(Tier.allCases.map(\.rawValue).joined(separator: ", "))"))
+        }
+        guard errors.isEmpty, let tier, let reason, let operatorName else { throw Problem.invalid(ValidationFailure(errors)) }
+
+        let changed = try await pool.transaction { tx -> Merchant? in
+            guard let (_, after) = try await self.merchants.changeTier(merchantId: merchantId, to: tier, operator: operatorName,
+                                                                       reason: reason, on: tx) else { return nil }
+            let event = Event(type: "merchant.tier_changed", merchantId: after.merchantId, resourceKey: "merchant:\(after.merchantId)",
+                              data: after)
+            _ = try await tx.batch([try Outbox.statement(for: event, eventId: Identifiers.newCommandId(), source: "/payfleet/ingress")])
+            return after
+        }
+        guard let changed else { throw Problem(.notFound, "not_found", "no merchant \(TextRules.forLog(merchantId, limit: 64))") }
+        relay.notify()
+        logger.notice("tier changed", metadata: ["merchant_id": "\(merchantId)", "tier": "\(tier.rawValue)", "operator": "\(operatorName)"])
+        return Self.json(.ok, try StoreJSON.encode(changed)).response
+    }
+
+    /// Replaces the routing table whole; a bad document gets 400 and changes nothing.
+    func replaceRouting(_ request: Request) async throws -> Response {
+        try requireAdmin(request)
+        var request = request
+        let json = try await readJSON(&request)
+        let config: RoutingConfig
+        do {
+            config = try JSONDecoder().decode(RoutingConfig.self, from: Data(try StoreJSON.encode(json).utf8))
+        } catch {
+            throw Problem(.badRequest, "invalid_request", "not a routing configuration: \(CommandWorker.describe(error))")
+        }
+        let errors = config.validationErrors
+        guard errors.isEmpty else { throw Problem.invalid(ValidationFailure(errors)) }
+        let version = try await pool.withConnection { try await SettingsStore().setRouting(config, on: $0) }
+        logger.notice("routing configuration replaced", metadata: ["version": "\(version)"])
+        return Self.json(.ok, try StoreJSON.encode(config)).response
+    }
+
+    func blacklistEntry(_ request: Request) async throws -> BlacklistEntry {
+        try requireAdmin(request)
+        var request = request
+        guard case .object(let body) = try await readJSON(&request),
+              case .string(let typeName)? = body["type"], let type = BlacklistType(rawValue: typeName),
+              case .string(let value)? = body["value"], !value.isEmpty, value.count <= 254, TextRules.isPrintable(value) else {
+            throw Problem(.badRequest, "invalid_request",
+                          "send {\"type\": one of customer_id, email, ip, country, \"value\": 1-254 printable characters}")
+        }
+        return BlacklistEntry(type: type, value: value)
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import PayFleetTesting
+import Payments
+import Postgres
+import Store
+import Testing
+
+extension EndToEnd {
+/// Tiers, limits, routing and risk on a running fleet: each change applies to the next payment.
+@Suite(.serialized) struct RulebookEndToEndTests {
+    static let adminToken = "test-admin-token-0123456789"
+
+    /// A running worker and ingress, and helpers to call the API as an admin or a merchant.
+    struct Fleet {
+        let worker: FleetProcess
+        let ingress: FleetProcess
+        let base: String
+
+        static func start() async throws -> Fleet {
+            let healthPort = FleetProcess.freePort(), httpPort = FleetProcess.freePort()
+            let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(healthPort)"])
+            let ingress = try FleetProcess("payfleet-ingress", environment: ["PAYFLEET_HTTP_PORT": "\(httpPort)",
+                                                                            "PAYFLEET_ADMIN_TOKEN": adminToken])
+            try await worker.waitUntilReady(port: healthPort)
+            try await ingress.waitUntilReady(port: httpPort)
+            return Fleet(worker: worker, ingress: ingress, base: "http://127.0.0.1:\(httpPort)")
+        }
+
+        func stop() async {
+            await ingress.terminate()
+            await worker.terminate()
+        }
+
+        func admin(_ method: String, _ path: String, _ body: Any? = nil) async throws -> HTTP.Reply {
+            try await HTTP.request(method, base + path, headers: ["Authorization": "Bearer \(adminToken)", "Content-Type": "application/json"],
+                                   body: body.map { try! JSONSerialization.data(withJSONObject: $0) })
+        }
+
+        /// A new merchant made through the admin API: (merchant_id, api_key).
+        func merchant(tier: String, currency: String = "USD") async throws -> (String, String) {
+            let reply = try await admin("POST", "/api/v1/admin/merchants", ["name": "Rulebook", "tier": tier, "base_currency": currency,
+                                                                            "country": "US"])
+            let merchant = reply.json["merchant"] as? [String: Any]
+            return (merchant?["merchant_id"] as? String ?? "", reply.json["api_key"] as? String ?? "")
+        }
+
+        func pay(_ apiKey: String, amount: Int, currency: String = "USD", extra: [String: Any] = [:]) async throws -> HTTP.Reply {
+            var body: [String: Any] = ["order_no": "o-\(UUID().uuidString.prefix(8))", "amount": amount, "currency": currency,
+                                       "country": "US", "pay_method": "card"]
+            body.merge(extra) { _, new in new }
+            return try await HTTP.post(base + "/api/v1/payments",
+                                       headers: ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json",
+                                                 "Idempotency-Key": UUID().uuidString],
+                                       body: try JSONSerialization.data(withJSONObject: body))
+        }
+
+        func get(_ apiKey: String, _ path: String) async throws -> HTTP.Reply {
+            try await HTTP.get(base + path, headers: ["Authorization": "Bearer \(apiKey)"])
+        }
+    }
+
+    @Test func merchantProfileLimitsAndAdvice() async throws {
+        let fleet = try await Fleet.start()
+        defer { Task { await fleet.stop() } }
+        let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
+        let profile = try await fleet.get(apiKey, "/api/v1/merchant")
+        #expect(profile.status == 200 && profile.json["merchant_id"] as? String == merchantId && profile.json["tier"] as? String == "starter")
+        #expect(try await fleet.pay(apiKey, amount: 3_000).status == 201)
+        let limits = try await fleet.get(apiKey, "/api/v1/merchant/limits").json
+        #expect(limits["tier"] as? String == "starter" && limits["currency"] as? String == "USD" && limits["single_limit"] as? Int == 10_000)
+        let daily = limits["daily"] as? [String: Any]
+        #expect(daily?["limit"] as? Int == 100_000 && daily?["used"] as? Int == 3_000 && daily?["remaining"] as? Int == 97_000)
+        #expect((limits["monthly"] as? [String: Any])?["used"] as? Int == 3_000)
+        let advice = try await fleet.get(apiKey, "/api/v1/merchant/tier/recommendation").json
+        #expect(advice["current_tier"] as? String == "starter" && advice["recommended_tier"] as? String == "starter")
+        #expect((advice["reason"] as? String)?.isEmpty == false)
+    }
+
+    @Test func aTierChangeIsAuditedAnnouncedAndAppliesToTheNextPayment() async throws {
+        let fleet = try await Fleet.start()
+        defer { Task { await fleet.stop() } }
+        let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
+        let events = try await EventSubscriber(bindingKey: "m.\(merchantId).merchant.#")
+        let refused = try await fleet.pay(apiKey, amount: 20_000)
+        #expect(refused.status == 402 && refused.json["code"] as? String == "limit_exceeded")
+
+        #expect(try await fleet.admin("PUT", "/api/v1/admin/merchants/\(merchantId)/tier", ["tier": "gold", "reason": "x", "operator": "y"]).status == 400)
+        #expect(try await fleet.admin("PUT", "/api/v1/admin/merchants/mch_nobody/tier", ["tier": "business", "reason": "x", "operator": "y"]).status == 404)
+        let changed = try await fleet.admin("PUT", "/api/v1/admin/merchants/\(merchantId)/tier",
+                                            ["tier": "business", "reason": "volume grew", "operator": "ops@payfleet"])
+        #expect(changed.status == 200 && changed.json["tier"] as? String == "business")
+
+        let announced = await events.wait { $0.contains { $0.type == "merchant.tier_changed" } }
+        #expect(announced.first?.data["tier"] as? String == "business")
+        let pool = try TestEnvironment.postgres(size: 1)
+        let audit = try await pool.query("SELECT operator, reason, detail::text AS detail FROM audit_logs WHERE target = $1", [merchantId])
+        #expect(try audit.rows.first?.string("operator") == "ops@payfleet" && audit.rows.first?.string("reason") == "volume grew")
+        let detail = try audit.rows.first.map { try JSONSerialization.jsonObject(with: Data(try $0.string("detail").utf8)) } as? [String: String]
+        #expect(detail == ["from": "starter", "to": "business"])
+        // The next payment sees the business tier's single limit (50,000).
+        #expect(try await fleet.pay(apiKey, amount: 20_000).status == 201)
+        await events.close()
+        await pool.close()
+    }
+
+    @Test func aBlacklistEntryBlocksTheNextPaymentAndItsRemovalLetsItThrough() async throws {
+        let fleet = try await Fleet.start()
+        defer { Task { await fleet.stop() } }
+        let (merchantId, apiKey) = try await fleet.merchant(tier: "business")
+        let email = "fraud-\(UUID().uuidString.prefix(6))@example.com"
+        let customer = ["customer": ["id": "cus_1", "email": email.uppercased()]]
+        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201)
+        #expect(try await fleet.admin("POST", "/api/v1/admin/risk/blacklist", ["type": "email", "value": email]).status == 201)
+        #expect(try await fleet.admin("POST", "/api/v1/admin/risk/blacklist", ["type": "planet", "value": "mars"]).status == 400)
+
+        let blocked = try await fleet.pay(apiKey, amount: 1_000, extra: customer)
+        #expect(blocked.status == 402 && blocked.json["code"] as? String == "risk_blocked")
+        let pool = try TestEnvironment.postgres(size: 1)
+        let events = try await pool.query("SELECT rule FROM risk_events WHERE merchant_id = $1", [merchantId])
+        #expect(try events.rows.map { try $0.string("rule") } == ["blacklist.email"])
+        // A blocked payment reserved nothing.
+        #expect((try await fleet.get(apiKey, "/api/v1/merchant/limits").json["daily"] as? [String: Any])?["used"] as? Int == 1_000)
+
+        #expect(try await fleet.admin("DELETE", "/api/v1/admin/risk/blacklist", ["type": "email", "value": email]).status == 204)
+        #expect(try await fleet.admin("DELETE", "/api/v1/admin/risk/blacklist", ["type": "email", "value": email]).status == 404)
+        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201)
+        await pool.close()
+    }
+
+    @Test func aRoutingChangeReachesTheRunningWorkerWithinFiveSeconds() async throws {
+        let fleet = try await Fleet.start()
+        defer { Task { await fleet.stop() } }
+        let (_, apiKey) = try await fleet.merchant(tier: "business")
+        let original = try await fleet.admin("GET", "/api/v1/admin/routing")
+        #expect(original.status == 200)
+        var config = original.json
+        let before = try await fleet.pay(apiKey, amount: 50_000)
+        #expect(before.json["channel"] as? String == "stripe")
+
+        // A bad document changes nothing.
+        var bad = config
+        bad["channels"] = [["name": "stripe", "enabled": true, "fee_bps": 20_000, "fixed_fee": 0, "success_rate": 2,
+                            "currencies": ["USD"], "pay_methods": ["card"], "local_countries": [], "weight": 100]]
+        let rejected = try await fleet.admin("PUT", "/api/v1/admin/routing", bad)
+        #expect(rejected.status == 400)
+        #expect(Set((rejected.json["errors"] as? [[String: Any]] ?? []).compactMap { $0["field"] as? String })
+                == ["channels[0].fee_bps", "channels[0].success_rate"])
+
+        // Disable stripe: the same worker process routes the next payments to paypal within 5 s.
+        let pid = fleet.worker.pid
+        config["channels"] = (config["channels"] as? [[String: Any]] ?? []).map { channel in
+            var channel = channel
+            if channel["name"] as? String == "stripe" { channel["enabled"] = false }
+            return channel
+        }
+        #expect(try await fleet.admin("PUT", "/api/v1/admin/routing", config).status == 200)
+        let started = ContinuousClock.now
+        let switched = try await eventually(timeout: .seconds(5), every: .milliseconds(200)) {
+            try await fleet.pay(apiKey, amount: 50_000).json["channel"] as? String == "paypal"
+        }
+        #expect(switched, "not switched within 5 s")
+        #expect(fleet.worker.pid == pid && fleet.worker.isRunning)
+        print("routing change reached the worker in \(ContinuousClock.now - started)")
+        #expect(try await fleet.admin("PUT", "/api/v1/admin/routing", original.json).status == 200)
+    }
+}
+}
