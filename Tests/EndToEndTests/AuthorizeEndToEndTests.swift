@@ -33,7 +33,7 @@ extension EndToEnd {
     @Test func anHTTPPaymentGivesAnOutcomeAndAnEvent() async throws {
         let worker = try await Self.startWorker()
         let (ingress, base) = try await Self.startIngress()
-        defer { Task { await ingress.terminate(); await worker.terminate() } }
+        defer { ingress.stop(); worker.stop() }
 
         // The admin creates a merchant; its API key is shown once.
         let unauthorized = try await HTTP.post("\(base)/api/v1/admin/merchants", headers: ["Content-Type": "application/json"],
@@ -151,7 +151,7 @@ extension EndToEnd {
 
     @Test func aDuplicateAMQPCommandGivesOnePayment() async throws {
         let worker = try await Self.startWorker()
-        defer { Task { await worker.terminate() } }
+        defer { worker.stop() }
         let pool = try TestEnvironment.postgres(size: 2)
         let merchant = try await Fixtures.merchant(pool).merchant
         let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
@@ -235,7 +235,7 @@ extension EndToEnd {
         // One retry (through payfleet.retry.1s), so the final attempt comes a second later.
         let port = FleetProcess.freePort()
         let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(port)", "PAYFLEET_MAX_RETRIES": "1"])
-        defer { Task { await worker.terminate() } }
+        defer { worker.stop() }
         try await worker.waitUntilReady(port: port)
         let pool = try TestEnvironment.postgres(size: 1)
         let redis = try TestEnvironment.redis()

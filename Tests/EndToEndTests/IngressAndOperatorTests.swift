@@ -30,7 +30,7 @@ extension EndToEnd {
     @Test func aKeyInFlightAnswers409AndATimeoutAnswers202() async throws {
         // No authorize worker runs in this test, so the first request waits for its outcome.
         let (ingress, base) = try await Self.ingress(replyTimeoutMs: 3_000)
-        defer { Task { await ingress.terminate() } }
+        defer { ingress.stop() }
         let pool = try TestEnvironment.postgres(size: 1)
         let (_, apiKey) = try await Fixtures.merchant(pool)
         let headers = ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json", "Idempotency-Key": "in-flight"]
@@ -51,7 +51,7 @@ extension EndToEnd {
 
     @Test func whenTheBrokerDoesNotConfirmNothingIsAccepted() async throws {
         let (ingress, base) = try await Self.ingress()
-        defer { Task { await ingress.terminate() } }
+        defer { ingress.stop() }
         let pool = try TestEnvironment.postgres(size: 1)
         let (merchant, apiKey) = try await Fixtures.merchant(pool)
         let broker = try await TestEnvironment.amqp("unbinder")
@@ -95,7 +95,7 @@ extension EndToEnd {
         #expect(show.contains("\"amount\":2500"), "\(show)")
 
         let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(FleetProcess.freePort())"])
-        defer { Task { await worker.terminate() } }
+        defer { worker.stop() }
         let replay = try await Self.cli(["parked", "replay", command.id])
         #expect(replay.contains("replayed \(command.id) to payfleet.authorize"), "\(replay)")
         #expect(try await eventually {
@@ -109,7 +109,7 @@ extension EndToEnd {
     @Test func aWorkerExposesItsQueueMetrics() async throws {
         let port = FleetProcess.freePort()
         let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(port)"])
-        defer { Task { await worker.terminate() } }
+        defer { worker.stop() }
         try await worker.waitUntilReady(port: port)
         let pool = try TestEnvironment.postgres(size: 1)
         let merchant = try await Fixtures.merchant(pool).merchant

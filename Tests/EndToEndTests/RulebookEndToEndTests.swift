@@ -26,9 +26,9 @@ extension EndToEnd {
             return Fleet(worker: worker, ingress: ingress, base: "http://127.0.0.1:\(httpPort)")
         }
 
-        func stop() async {
-            await ingress.terminate()
-            await worker.terminate()
+        func kill() {
+            ingress.stop()
+            worker.stop()
         }
 
         func admin(_ method: String, _ path: String, _ body: Any? = nil) async throws -> HTTP.Reply {
@@ -61,7 +61,7 @@ extension EndToEnd {
 
     @Test func merchantProfileLimitsAndAdvice() async throws {
         let fleet = try await Fleet.start()
-        defer { Task { await fleet.stop() } }
+        defer { fleet.kill() }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
         let profile = try await fleet.get(apiKey, "/api/v1/merchant")
         #expect(profile.status == 200 && profile.json["merchant_id"] as? String == merchantId && profile.json["tier"] as? String == "starter")
@@ -78,7 +78,7 @@ extension EndToEnd {
 
     @Test func aTierChangeIsAuditedAnnouncedAndAppliesToTheNextPayment() async throws {
         let fleet = try await Fleet.start()
-        defer { Task { await fleet.stop() } }
+        defer { fleet.kill() }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
         let events = try await EventSubscriber(bindingKey: "m.\(merchantId).merchant.#")
         let refused = try await fleet.pay(apiKey, amount: 20_000)
@@ -105,7 +105,7 @@ extension EndToEnd {
 
     @Test func aBlacklistEntryBlocksTheNextPaymentAndItsRemovalLetsItThrough() async throws {
         let fleet = try await Fleet.start()
-        defer { Task { await fleet.stop() } }
+        defer { fleet.kill() }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "business")
         let email = "fraud-\(UUID().uuidString.prefix(6))@example.com"
         let customer = ["customer": ["id": "cus_1", "email": email.uppercased()]]
@@ -129,7 +129,7 @@ extension EndToEnd {
 
     @Test func aRoutingChangeReachesTheRunningWorkerWithinFiveSeconds() async throws {
         let fleet = try await Fleet.start()
-        defer { Task { await fleet.stop() } }
+        defer { fleet.kill() }
         let (_, apiKey) = try await fleet.merchant(tier: "business")
         let original = try await fleet.admin("GET", "/api/v1/admin/routing")
         #expect(original.status == 200)

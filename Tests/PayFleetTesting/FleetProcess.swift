@@ -21,10 +21,13 @@ public final class FleetProcess: @unchecked Sendable {
         environment["PAYFLEET_DATABASE_URL"] = TestEnvironment.databaseURL
         environment["PAYFLEET_REDIS_URL"] = TestEnvironment.redisURL
         environment["PAYFLEET_TOPOLOGY"] = TestEnvironment.topologyPath
+        // Tests run several processes at once against one PostgreSQL: keep each pool small.
+        environment["PAYFLEET_CONCURRENCY"] = "8"
+        environment["PAYFLEET_DATABASE_POOL_SIZE"] = "4"
         environment.merge(extra) { _, new in new }
         self.environment = environment
         logPath = NSTemporaryDirectory() + "payfleet-test-\(executable)-\(UUID().uuidString.prefix(8)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         try start()
     }
@@ -40,11 +43,30 @@ public final class FleetProcess: @unchecked Sendable {
         process.standardError = log
         try process.run()
         self.process = process
+        Self.record(process.processIdentifier)
     }
 
     /// A test that throws must not leave its process running into the next test (or the next run).
-    deinit {
+    deinit { stop() }
+
+    /// Kills the process now if it still runs (for `defer`: synchronous, so it happens even when
+    /// the test process exits right after the test). Tests that check a graceful stop call
+    /// `terminate()` first.
+    public func stop() {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Every spawned pid goes to `PAYFLEET_TEST_PIDS` (set by deploy/local/test.sh), whose exit
+    /// trap kills what is left: the last resort if the test process itself dies.
+    private static func record(_ pid: Int32) {
+        guard let path = TestEnvironment.env("PAYFLEET_TEST_PIDS"),
+              let handle = FileHandle(forWritingAtPath: path) ?? {
+                  FileManager.default.createFile(atPath: path, contents: nil)
+                  return FileHandle(forWritingAtPath: path)
+              }() else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data("\(pid)\n".utf8))
+        try? handle.close()
     }
 
     public var pid: Int32 { process.processIdentifier }

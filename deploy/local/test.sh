@@ -54,6 +54,10 @@ STARTED=$SECONDS
 # shellcheck disable=SC2317 # called by the EXIT trap
 stop_test_stack() {
     local status=$?
+    # Executables the tests spawned (FleetProcess records each pid) must not outlive the run.
+    if [[ -f "$STATE/test-pids" ]]; then
+        while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$STATE/test-pids"
+    fi
     section "stop the test stack"
     stop_servers "$STATE" || true
     log "stopped ($(elapsed)); total $((SECONDS - STARTED))s"
@@ -110,6 +114,7 @@ export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
 export PAYFLEET_PG_BIN=$PG_BIN
 export PAYFLEET_BIN_DIR="$PAYFLEET_REPO/.build/debug"
 export PAYFLEET_ADMIN_TOKEN=${PAYFLEET_ADMIN_TOKEN:-test-admin-token}
+export PAYFLEET_TEST_PIDS="$STATE/test-pids"
 
 cd "$PAYFLEET_REPO"
 
