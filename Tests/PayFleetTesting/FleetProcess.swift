@@ -61,7 +61,7 @@ public final class FleetProcess: @unchecked Sendable {
     private static func record(_ pid: Int32) {
         guard let path = TestEnvironment.env("PAYFLEET_TEST_PIDS"),
               let handle = FileHandle(forWritingAtPath: path) ?? {
-                  FileManager.default.createFile(atPath: path, contents: nil)
+                  _ = FileManager.default.createFile(atPath: path, contents: nil)
                   return FileHandle(forWritingAtPath: path)
               }() else { return }
         handle.seekToEndOfFile()
