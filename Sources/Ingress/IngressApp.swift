@@ -51,6 +51,7 @@ public struct IngressApp: Sendable {
         let router = Router()
         router.middlewares.add(MetricsMiddleware())
         router.middlewares.add(LogRequestsMiddleware(.debug))
+        router.middlewares.add(RateLimitHeadersMiddleware())
         app.addRoutes(to: router)
         app.addRulebookRoutes(to: router)
         HealthRoutes.add(to: router, checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)])
@@ -214,6 +215,14 @@ public struct IngressApp: Sendable {
         guard token.hasPrefix("sk_"), token.count < 200,
               let merchant = try await pool.withConnection({ try await self.merchants.authenticate(apiKey: token, on: $0) }) else {
             throw Problem(.unauthorized, "unauthenticated", "unknown API key")
+        }
+        let rate = try await RateLimiter(redis: redis).hit(merchantId: merchant.merchantId, perMinute: merchant.tier.policy.apiRequestsPerMinute)
+        RateLimitHeaders.current?.headers.withLock { $0 = rate.headers }
+        guard rate.allowed else {
+            var problem = Problem(.tooManyRequests, "rate_limited",
+                                  "the \(merchant.tier.rawValue) tier allows \(rate.limit) requests per minute; retry in \(rate.resetSeconds) s")
+            for (name, value) in rate.headers { if let field = HTTPField.Name(name) { problem.headers[field] = value } }
+            throw problem
         }
         return merchant
     }

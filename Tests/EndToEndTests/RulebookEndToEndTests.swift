@@ -127,6 +127,34 @@ extension EndToEnd {
         await pool.close()
     }
 
+    @Test func theTiersRateLimitHoldsAcrossIngressReplicas() async throws {
+        let fleet = try await Fleet.start()
+        defer { fleet.kill() }
+        let secondPort = FleetProcess.freePort()
+        let second = try FleetProcess("payfleet-ingress", environment: ["PAYFLEET_HTTP_PORT": "\(secondPort)",
+                                                                       "PAYFLEET_ADMIN_TOKEN": Self.adminToken])
+        defer { second.stop() }
+        try await second.waitUntilReady(port: secondPort)
+        let (_, apiKey) = try await fleet.merchant(tier: "starter")   // 100 requests per minute
+        let bases = [fleet.base, "http://127.0.0.1:\(secondPort)"]
+        var statuses: [Int] = [], remaining: [String] = []
+        for index in 0..<100 {
+            let reply = try await HTTP.get(bases[index % 2] + "/api/v1/merchant", headers: ["Authorization": "Bearer \(apiKey)"])
+            statuses.append(reply.status)
+            remaining.append(reply.header("RateLimit-Remaining") ?? "-")
+        }
+        // A window that rolled over mid-loop would restart the count: then this test proves nothing, so say so.
+        try #require(remaining.last == "0", "the minute rolled over during the loop: \(remaining.suffix(3))")
+        #expect(statuses.allSatisfy { $0 == 200 })
+        #expect(remaining.first == "99")
+        let refused = try await HTTP.get(bases[1] + "/api/v1/merchant", headers: ["Authorization": "Bearer \(apiKey)"])
+        #expect(refused.status == 429)
+        #expect(refused.json["code"] as? String == "rate_limited")
+        #expect(refused.header("Retry-After").flatMap(Int.init).map { (1...60).contains($0) } == true)
+        #expect(refused.header("RateLimit-Limit") == "100")
+        #expect(refused.header("Content-Type") == "application/problem+json")
+    }
+
     @Test func aRoutingChangeReachesTheRunningWorkerWithinFiveSeconds() async throws {
         let fleet = try await Fleet.start()
         defer { fleet.kill() }
