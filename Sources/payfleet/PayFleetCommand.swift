@@ -11,8 +11,8 @@ import Store
 struct PayFleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet",
-        abstract: "Operate a PayFleet deployment: schema, topology and parked messages.",
-        subcommands: [Migrate.self, Topology.self, Parked.self])
+        abstract: "Operate a PayFleet deployment: schema, topology, parked messages, tiers, routing and the risk blacklist.",
+        subcommands: [Migrate.self, Topology.self, Parked.self, MerchantCommand.self, RoutingCommand.self, BlacklistCommand.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -20,10 +20,9 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var connections: ConnectionOptions
 
     func run() async throws {
-        let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet")
-        let pool = PostgresPool(configuration: try PostgresConfiguration(url: connections.databaseURL), size: 1, logger: logger)
-        let applied = try await Migrations.apply(to: pool, logger: logger)
-        await pool.close()
+        let applied = try await withDatabase(connections) { pool in
+            try await Migrations.apply(to: pool, logger: Logger(label: "payfleet"))
+        }
         print(applied.isEmpty ? "schema is up to date (\(Migrations.all.count) migrations)" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
     }
 }

@@ -155,6 +155,33 @@ extension EndToEnd {
         #expect(refused.header("Content-Type") == "application/problem+json")
     }
 
+    @Test func theOperatorsCLIChangesTiersRoutingAndTheBlacklist() async throws {
+        let fleet = try await Fleet.start()
+        defer { fleet.kill() }
+        let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
+        func cli(_ arguments: [String]) async throws -> String {
+            let process = try FleetProcess("payfleet", arguments: arguments)
+            _ = await eventually(timeout: .seconds(30)) { !process.isRunning }
+            return process.log
+        }
+        #expect(try await cli(["merchant", "tier", merchantId, "--tier", "business", "--reason", "cli test", "--operator", "ops"])
+            .contains("is now business"))
+        #expect(try await fleet.get(apiKey, "/api/v1/merchant").json["tier"] as? String == "business")
+
+        let ip = "198.51.100.\(Int.random(in: 1...254))"
+        #expect(try await cli(["blacklist", "add", "--type", "ip", "--value", ip]).contains("blacklisted ip"))
+        let blocked = try await fleet.pay(apiKey, amount: 1_000, extra: ["customer": ["ip": ip]])
+        #expect(blocked.json["code"] as? String == "risk_blocked")
+        #expect(try await cli(["blacklist", "remove", "--type", "ip", "--value", ip]).contains("removed ip"))
+
+        let routing = try await cli(["routing", "get"])
+        #expect(routing.contains("\"default_mode\""))
+        let bad = NSTemporaryDirectory() + "routing-\(UUID().uuidString).json"
+        try Data(#"{"default_mode":"balanced","channels":[]}"#.utf8).write(to: URL(fileURLWithPath: bad))
+        #expect(try await cli(["routing", "set", bad]).contains("channels: must name at least one channel"))
+        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: ["customer": ["ip": ip]]).status == 201)
+    }
+
     @Test func aRoutingChangeReachesTheRunningWorkerWithinFiveSeconds() async throws {
         let fleet = try await Fleet.start()
         defer { fleet.kill() }
