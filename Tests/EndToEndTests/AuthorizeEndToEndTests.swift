@@ -31,6 +31,7 @@ extension EndToEnd {
     static func json(_ object: Any) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
     @Test func anHTTPPaymentGivesAnOutcomeAndAnEvent() async throws {
+        try await Fixtures.resetChannelStats()
         let worker = try await Self.startWorker()
         let (ingress, base) = try await Self.startIngress()
         defer { ingress.stop(); worker.stop() }

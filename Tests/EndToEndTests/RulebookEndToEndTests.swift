@@ -2,6 +2,7 @@ import Foundation
 import PayFleetTesting
 import Payments
 import Postgres
+import Redis
 import Store
 import Testing
 
@@ -182,9 +183,34 @@ extension EndToEnd {
         #expect(try await fleet.pay(apiKey, amount: 1_000, extra: ["customer": ["ip": ip]]).status == 201)
     }
 
+    @Test func aFailingChannelIsSkippedByTheCircuitBreaker() async throws {
+        let fleet = try await Fleet.start()
+        defer { fleet.kill() }
+        let redis = try TestEnvironment.redis()
+        let stats = ChannelStatsStore(redis: redis)
+        try await Fixtures.resetChannelStats()
+        let (_, apiKey) = try await fleet.merchant(tier: "premium")
+        let first = try await fleet.pay(apiKey, amount: 5_000)
+        #expect(first.json["channel"] as? String == "stripe", "\(first.status) \(first.text)")
+        // 25 declines forced onto stripe (unforced, the falling live rate would move them to paypal):
+        // 1 success in 26 attempts is below 50% over at least 20.
+        for _ in 0..<25 { #expect(try await fleet.pay(apiKey, amount: 5_051, extra: ["channel": "stripe"]).status == 402) }
+        let seen = try await stats.snapshot(["stripe", "paypal"])
+        #expect(seen.open == ["stripe"], "window: \(seen.stats)")
+        let next = try await fleet.pay(apiKey, amount: 5_000)
+        #expect(next.json["channel"] as? String == "paypal", "\((next.json["routing"] as? [String: Any])?["candidates"] ?? "-")")
+        let excluded = (next.json["routing"] as? [String: Any])?["excluded"] as? [[String: Any]] ?? []
+        #expect(excluded.contains { $0["channel"] as? String == "stripe" && $0["reason"] as? String == "circuit_open" })
+        try await Fixtures.resetChannelStats()
+        #expect(try await fleet.pay(apiKey, amount: 5_000).json["channel"] as? String == "stripe")
+        try await Fixtures.resetChannelStats()
+        await redis.close()
+    }
+
     @Test func aRoutingChangeReachesTheRunningWorkerWithinFiveSeconds() async throws {
         let fleet = try await Fleet.start()
         defer { fleet.kill() }
+        try await Fixtures.resetChannelStats()
         let (_, apiKey) = try await fleet.merchant(tier: "business")
         let original = try await fleet.admin("GET", "/api/v1/admin/routing")
         #expect(original.status == 200)
@@ -217,6 +243,7 @@ extension EndToEnd {
         #expect(fleet.worker.pid == pid && fleet.worker.isRunning)
         print("routing change reached the worker in \(ContinuousClock.now - started)")
         #expect(try await fleet.admin("PUT", "/api/v1/admin/routing", original.json).status == 200)
+        try await Fixtures.resetChannelStats()
     }
 }
 }

@@ -41,6 +41,16 @@ public enum Fixtures {
         try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchantId]).rows[0].int("n")
     }
 
+    /// Forgets every channel's live outcomes and closes their circuits, so that a test asserting
+    /// which channel a payment takes sees the configured rates (RULES: live outcomes of the last
+    /// minute blend into the routing, so another test's traffic would move the choice).
+    public static func resetChannelStats() async throws {
+        let redis = try TestEnvironment.redis(poolSize: 1)
+        let stats = ChannelStatsStore(redis: redis)
+        for channel in RoutingConfig.defaults.channels.map(\.name) { try await stats.reset(channel) }
+        await redis.close()
+    }
+
     /// A `payment.create` command envelope.
     public static func paymentCommand(merchantId: String, amount: Int64, currency: Currency = .USD, country: String = "US",
                                       payMethod: PayMethod = .card, orderNo: String? = nil, id: String = Identifiers.newCommandId(),

@@ -18,6 +18,7 @@ public struct AuthorizeHandler: CommandHandler {
     let merchants = MerchantStore()
     let payments = PaymentStore()
     let risk = RiskStore()
+    let channelStats: ChannelStatsStore
     let riskRules: RiskRules
     let routing: @Sendable () -> RoutingConfig
     let fx: FXTable
@@ -27,6 +28,7 @@ public struct AuthorizeHandler: CommandHandler {
     public init(ledger: LimitLedger, routing: @escaping @Sendable () -> RoutingConfig = { .defaults }, fx: FXTable = .defaults,
                 riskRules: RiskRules = RiskRules(), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.ledger = ledger
+        self.channelStats = ChannelStatsStore(redis: ledger.redis)
         self.riskRules = riskRules
         self.routing = routing
         self.fx = fx
@@ -51,7 +53,10 @@ public struct AuthorizeHandler: CommandHandler {
         let input = RoutingInput(amount: request.amount, currency: request.currency, country: request.country,
                                  payMethod: request.payMethod, forcedChannel: request.channel,
                                  mode: request.routingMode ?? routing().defaultMode)
-        let decision = ChannelRouter(config: routing()).decide(input, seed: Identifiers.seed(command.id))
+        let config = routing()
+        let live = try await channelStats.snapshot(config.channels.map(\.name), at: now)
+        let decision = ChannelRouter(config: config).decide(input, stats: live.stats, openCircuits: live.open,
+                                                            seed: Identifiers.seed(command.id))
 
         func finish(_ status: PaymentStatus, fee: Int64 = 0, failure: FailureCode? = nil, message: String? = nil,
                     reference: String? = nil) throws -> Outcome {
@@ -93,7 +98,12 @@ public struct AuthorizeHandler: CommandHandler {
             break
         }
 
-        switch SandboxChannel.outcome(channel: channel, amount: request.amount, paymentNo: paymentNo) {
+        let channelOutcome = SandboxChannel.outcome(channel: channel, amount: request.amount, paymentNo: paymentNo)
+        switch channelOutcome {
+        case .succeeded, .pending: try await channelStats.record(channel, success: true, at: now)
+        case .declined, .transientError: try await channelStats.record(channel, success: false, at: now)
+        }
+        switch channelOutcome {
         case .succeeded(let reference):
             return try finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
         case .pending(let reference):
