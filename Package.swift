@@ -61,7 +61,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
-        .executableTarget(name: "payfleet", dependencies: ["Fleet", "Store", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "payfleet", dependencies: ["Fleet", "Store", "Redis", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "payfleet-ingress", dependencies: ["Ingress", "Fleet"]),
         .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet"]),
 

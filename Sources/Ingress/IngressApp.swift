@@ -213,7 +213,9 @@ public struct IngressApp: Sendable {
             throw Problem(.unauthorized, "unauthenticated", "send Authorization: Bearer <api key>")
         }
         guard token.hasPrefix("sk_"), token.count < 200,
-              let merchant = try await pool.withConnection({ try await self.merchants.authenticate(apiKey: token, on: $0) }) else {
+              let merchant = try await MerchantCache(redis: redis).merchant(apiKeyHash: Identifiers.sha256Hex(token), load: {
+                  try await self.pool.withConnection { try await self.merchants.authenticate(apiKey: token, on: $0) }
+              }) else {
             throw Problem(.unauthorized, "unauthenticated", "unknown API key")
         }
         let rate = try await RateLimiter(redis: redis).hit(merchantId: merchant.merchantId, perMinute: merchant.tier.policy.apiRequestsPerMinute)

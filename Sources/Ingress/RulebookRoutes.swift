@@ -94,6 +94,7 @@ extension IngressApp {
             return after
         }
         guard let changed else { throw Problem(.notFound, "not_found", "no merchant \(TextRules.forLog(merchantId, limit: 64))") }
+        try await MerchantCache(redis: redis).invalidate(merchantId)
         relay.notify()
         logger.notice("tier changed", metadata: ["merchant_id": "\(merchantId)", "tier": "\(tier.rawValue)", "operator": "\(operatorName)"])
         return Self.json(.ok, try StoreJSON.encode(changed)).response

@@ -2,7 +2,9 @@ import ArgumentParser
 import Fleet
 import Foundation
 import Payments
+import Logging
 import Postgres
+import Redis
 import Store
 
 /// Opens a pool for one CLI command and closes it after.
@@ -45,6 +47,9 @@ struct MerchantCommand: AsyncParsableCommand {
                 }
             }
             guard let changed else { throw ValidationError("no merchant \(merchantId)") }
+            let redis = try RedisClient(url: connections.redisURL, poolSize: 1, logger: Logger(label: "payfleet"))
+            try await MerchantCache(redis: redis).invalidate(merchantId)
+            await redis.close()
             print("\(changed.merchantId) is now \(changed.tier.rawValue)")
         }
     }

@@ -84,12 +84,18 @@ extension EndToEnd {
         let events = try await EventSubscriber(bindingKey: "m.\(merchantId).merchant.#")
         let refused = try await fleet.pay(apiKey, amount: 20_000)
         #expect(refused.status == 402 && refused.json["code"] as? String == "limit_exceeded")
+        // The merchant is now cached (1 h); the tier change below must invalidate it at once.
+        let redis = try TestEnvironment.redis(poolSize: 1)
+        let ttl = try await redis.command(["TTL", "pf:merchant:{\(merchantId)}"]).int ?? -2
+        #expect((1...3_600).contains(ttl), "cached with a TTL of at most an hour, not \(ttl)")
 
         #expect(try await fleet.admin("PUT", "/api/v1/admin/merchants/\(merchantId)/tier", ["tier": "gold", "reason": "x", "operator": "y"]).status == 400)
         #expect(try await fleet.admin("PUT", "/api/v1/admin/merchants/mch_nobody/tier", ["tier": "business", "reason": "x", "operator": "y"]).status == 404)
         let changed = try await fleet.admin("PUT", "/api/v1/admin/merchants/\(merchantId)/tier",
                                             ["tier": "business", "reason": "volume grew", "operator": "ops@payfleet"])
         #expect(changed.status == 200 && changed.json["tier"] as? String == "business")
+        #expect(try await redis.command(["EXISTS", "pf:merchant:{\(merchantId)}"]).int == 0, "invalidated by the write")
+        await redis.close()
 
         let announced = await events.wait { $0.contains { $0.type == "merchant.tier_changed" } }
         #expect(announced.first?.data["tier"] as? String == "business")

@@ -19,6 +19,7 @@ public struct AuthorizeHandler: CommandHandler {
     let payments = PaymentStore()
     let risk = RiskStore()
     let channelStats: ChannelStatsStore
+    let merchantCache: MerchantCache
     let riskRules: RiskRules
     let routing: @Sendable () -> RoutingConfig
     let fx: FXTable
@@ -29,6 +30,7 @@ public struct AuthorizeHandler: CommandHandler {
                 riskRules: RiskRules = RiskRules(), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.ledger = ledger
         self.channelStats = ChannelStatsStore(redis: ledger.redis)
+        self.merchantCache = MerchantCache(redis: ledger.redis)
         self.riskRules = riskRules
         self.routing = routing
         self.fx = fx
@@ -40,7 +42,9 @@ public struct AuthorizeHandler: CommandHandler {
 
     public func handle(_ command: Command<PaymentRequest>, in tx: PostgresConnection) async throws -> Outcome {
         let request = command.payload
-        guard let merchant = try await merchants.find(id: command.merchantId, on: tx) else {
+        guard let merchant = try await merchantCache.merchant(id: command.merchantId, load: {
+            try await merchants.find(id: command.merchantId, on: tx)
+        }) else {
             return .rejected(code: "merchant_not_found", message: "no merchant \(TextRules.forLog(command.merchantId, limit: 64))")
         }
         guard let amountBase = fx.convert(request.amount, from: request.currency, to: merchant.baseCurrency) else {
