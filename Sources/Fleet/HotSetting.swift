@@ -15,13 +15,14 @@ public final class HotSetting<Value: Sendable>: Service, Sendable {
     private let state: Mutex<Loaded>
     private let name: String
     private let interval: Duration
-    private let loadVersion: @Sendable () async throws -> Int64
+    private let loadVersion: (@Sendable () async throws -> Int64)?
     private let load: @Sendable () async throws -> (Value, Int64)
     private let logger: Logger
 
-    /// Loads the value once now (falling back to `initial` if the source is unreachable).
+    /// Loads the value once now (falling back to `initial` if the source is unreachable). Without
+    /// a `version` source the value is reloaded every `interval`.
     public init(name: String, initial: Value, interval: Duration = .seconds(1), logger: Logger,
-                version: @escaping @Sendable () async throws -> Int64,
+                version: (@Sendable () async throws -> Int64)?,
                 load: @escaping @Sendable () async throws -> (Value, Int64)) async {
         self.name = name
         self.interval = interval
@@ -45,11 +46,15 @@ public final class HotSetting<Value: Sendable>: Service, Sendable {
     /// Reloads now if the source's version differs from the loaded one.
     public func refresh() async {
         do {
-            let latest = try await loadVersion()
-            guard latest != version else { return }
+            if let loadVersion {
+                let latest = try await loadVersion()
+                guard latest != version else { return }
+            }
             let (value, loadedVersion) = try await load()
             state.withLock { $0 = Loaded(value: value, version: loadedVersion) }
-            logger.info("reloaded setting", metadata: ["setting": "\(name)", "version": "\(loadedVersion)"])
+            if loadVersion != nil {
+                logger.info("reloaded setting", metadata: ["setting": "\(name)", "version": "\(loadedVersion)"])
+            }
         } catch {
             logger.warning("could not reload setting; keeping the last one", metadata: ["setting": "\(name)", "error": "\(error)"])
         }

@@ -13,6 +13,8 @@ public struct WorkerResources: Sendable {
     public let redis: RedisClient
     /// The routing table of `settings`, reloaded within about a second of a change.
     public let routing: HotSetting<RoutingConfig>
+    /// Every channel's live outcomes and open circuits (shared in Redis), refreshed every 500 ms.
+    public let channels: HotSetting<LiveChannels>
     public let logger: Logger
 }
 
@@ -43,7 +45,11 @@ public enum WorkerHost {
         let routing = await HotSetting(name: SettingsStore.routing, initial: RoutingConfig.defaults, logger: logger,
                                        version: { try await pool.withConnection { try await settings.version(of: SettingsStore.routing, on: $0) } },
                                        load: { try await pool.withConnection { try await settings.routing(on: $0) } })
-        let worker = handlers(WorkerResources(postgres: pool, redis: redis, routing: routing, logger: logger), base)
+        let channelStats = ChannelStatsStore(redis: redis)
+        let channels = await HotSetting(name: "channel stats", initial: LiveChannels(), interval: .milliseconds(500), logger: logger,
+                                        version: nil,
+                                        load: { (LiveChannels(try await channelStats.snapshot(routing.current.channels.map(\.name))), 0) })
+        let worker = handlers(WorkerResources(postgres: pool, redis: redis, routing: routing, channels: channels, logger: logger), base)
         let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: [
             .amqp("broker", consumer), .amqp("broker_publisher", publisher), .postgres(pool), .redis(redis),
         ], logger: logger)
@@ -51,7 +57,8 @@ public enum WorkerHost {
         logger.info("starting", metadata: ["queue": "\(queue)", "health": "http://\(options.healthHost):\(options.healthPort)"])
         // Services stop in reverse order: the consumer first, then the relay flushes, then health.
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: health), .init(service: routing), .init(service: relay), .init(service: worker)],
+            services: [.init(service: health), .init(service: routing), .init(service: channels), .init(service: relay),
+                       .init(service: worker)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         // Past the deadline a graceful stop becomes a cancellation; unacked work is redelivered.
@@ -66,3 +73,14 @@ public enum WorkerHost {
     }
 }
 
+
+/// Live routing inputs of all channels: the window's stats and the open circuits.
+public struct LiveChannels: Sendable {
+    public var stats: [String: ChannelStats] = [:]
+    public var open: Set<String> = []
+    public init() {}
+    init(_ snapshot: (stats: [String: ChannelStats], open: Set<String>)) {
+        stats = snapshot.stats
+        open = snapshot.open
+    }
+}

@@ -16,7 +16,7 @@ struct AuthorizeWorker: AsyncParsableCommand {
     func run() async throws {
         try await WorkerHost.run(name: "payfleet-authorize", queue: "payfleet.authorize", options: options) { resources, worker in
             worker.handling(AuthorizeHandler(ledger: LimitLedger(redis: resources.redis), routing: { resources.routing.current },
-                                             logger: resources.logger))
+                                             liveChannels: { resources.channels.current }, logger: resources.logger))
         }
     }
 }

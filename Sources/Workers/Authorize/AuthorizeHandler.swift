@@ -22,17 +22,20 @@ public struct AuthorizeHandler: CommandHandler {
     let merchantCache: MerchantCache
     let riskRules: RiskRules
     let routing: @Sendable () -> RoutingConfig
+    let liveChannels: @Sendable () -> LiveChannels
     let fx: FXTable
     let logger: Logger
     let clock: @Sendable () -> Date
 
-    public init(ledger: LimitLedger, routing: @escaping @Sendable () -> RoutingConfig = { .defaults }, fx: FXTable = .defaults,
+    public init(ledger: LimitLedger, routing: @escaping @Sendable () -> RoutingConfig = { .defaults },
+                liveChannels: @escaping @Sendable () -> LiveChannels = { LiveChannels() }, fx: FXTable = .defaults,
                 riskRules: RiskRules = RiskRules(), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.ledger = ledger
         self.channelStats = ChannelStatsStore(redis: ledger.redis)
         self.merchantCache = MerchantCache(redis: ledger.redis)
         self.riskRules = riskRules
         self.routing = routing
+        self.liveChannels = liveChannels
         self.fx = fx
         self.logger = logger
         self.clock = clock
@@ -58,7 +61,7 @@ public struct AuthorizeHandler: CommandHandler {
                                  payMethod: request.payMethod, forcedChannel: request.channel,
                                  mode: request.routingMode ?? routing().defaultMode)
         let config = routing()
-        let live = try await channelStats.snapshot(config.channels.map(\.name), at: now)
+        let live = liveChannels()
         let decision = ChannelRouter(config: config).decide(input, stats: live.stats, openCircuits: live.open,
                                                             seed: Identifiers.seed(command.id))
 
