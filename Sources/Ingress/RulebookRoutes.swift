@@ -85,16 +85,9 @@ extension IngressApp {
         }
         guard errors.isEmpty, let tier, let reason, let operatorName else { throw Problem.invalid(ValidationFailure(errors)) }
 
-        let changed = try await pool.transaction { tx -> Merchant? in
-            guard let (_, after) = try await self.merchants.changeTier(merchantId: merchantId, to: tier, operator: operatorName,
-                                                                       reason: reason, on: tx) else { return nil }
-            let event = Event(type: "merchant.tier_changed", merchantId: after.merchantId, resourceKey: "merchant:\(after.merchantId)",
-                              data: after)
-            _ = try await tx.batch([try Outbox.statement(for: event, eventId: Identifiers.newCommandId(), source: "/payfleet/ingress")])
-            return after
-        }
+        let changed = try await TierChange.apply(merchantId: merchantId, to: tier, operator: operatorName, reason: reason,
+                                                 source: "/payfleet/ingress", pool: pool, redis: redis)
         guard let changed else { throw Problem(.notFound, "not_found", "no merchant \(TextRules.forLog(merchantId, limit: 64))") }
-        try await MerchantCache(redis: redis).invalidate(merchantId)
         relay.notify()
         logger.notice("tier changed", metadata: ["merchant_id": "\(merchantId)", "tier": "\(tier.rawValue)", "operator": "\(operatorName)"])
         return Self.json(.ok, try StoreJSON.encode(changed)).response

@@ -37,19 +37,18 @@ struct MerchantCommand: AsyncParsableCommand {
         func run() async throws {
             guard let tier = Payments.Tier(rawValue: tier) else { throw ValidationError("unknown tier \(tier)") }
             let changed = try await withDatabase(connections) { pool in
-                try await pool.transaction { tx -> Merchant? in
-                    guard let (_, after) = try await MerchantStore().changeTier(merchantId: merchantId, to: tier, operator: operatorName,
-                                                                                reason: reason, on: tx) else { return nil }
-                    let event = Event(type: "merchant.tier_changed", merchantId: after.merchantId,
-                                      resourceKey: "merchant:\(after.merchantId)", data: after)
-                    _ = try await tx.batch([try Outbox.statement(for: event, eventId: Identifiers.newCommandId(), source: "/payfleet/cli")])
-                    return after
+                let redis = try RedisClient(url: connections.redisURL, poolSize: 1, logger: Logger(label: "payfleet"))
+                do {
+                    let changed = try await TierChange.apply(merchantId: merchantId, to: tier, operator: operatorName, reason: reason,
+                                                             source: "/payfleet/cli", pool: pool, redis: redis)
+                    await redis.close()
+                    return changed
+                } catch {
+                    await redis.close()
+                    throw error
                 }
             }
             guard let changed else { throw ValidationError("no merchant \(merchantId)") }
-            let redis = try RedisClient(url: connections.redisURL, poolSize: 1, logger: Logger(label: "payfleet"))
-            try await MerchantCache(redis: redis).invalidate(merchantId)
-            await redis.close()
             print("\(changed.merchantId) is now \(changed.tier.rawValue)")
         }
     }
