@@ -57,10 +57,10 @@ public struct AuthorizeHandler: CommandHandler {
 
         let now = clock()
         let paymentNo = Identifiers.paymentNo(merchantId: merchant.merchantId, idempotencyKey: command.idempotencyKey)
+        let config = routing()
         let input = RoutingInput(amount: request.amount, currency: request.currency, country: request.country,
                                  payMethod: request.payMethod, forcedChannel: request.channel,
-                                 mode: request.routingMode ?? routing().defaultMode)
-        let config = routing()
+                                 mode: request.routingMode ?? config.defaultMode)
         let live = liveChannels()
         let decision = ChannelRouter(config: config).decide(input, stats: live.stats, openCircuits: live.open,
                                                             seed: Identifiers.seed(command.id))
