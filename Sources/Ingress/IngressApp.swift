@@ -160,7 +160,7 @@ public struct IngressApp: Sendable {
                                   mandatory: true)
         do {
             let outcome = try await broker.publish(message)
-            guard outcome == .acked else { throw RelayError(outcome: "\(outcome)") }
+            guard outcome == .acked else { throw NotConfirmed(outcome: "\(outcome)") }
         } catch {
             replies.forget(command.id)
             logger.warning("command not confirmed by the broker", metadata: ["command": "\(command.id)", "error": "\(error)"])
@@ -170,7 +170,8 @@ public struct IngressApp: Sendable {
         return try OutcomeResponse.make(fromEvent: reply)
     }
 
-    struct RelayError: Error { let outcome: String }
+    /// The broker answered a publish with something other than an ack (nack, or returned unroutable).
+    struct NotConfirmed: Error { let outcome: String }
 
     /// Runs `body` at most once per (merchant, Idempotency-Key): replays the stored response,
     /// 409 while the first is in flight, 422 for another payload under the same key. A 5xx is not

@@ -16,9 +16,6 @@ public enum Currency: String, Sendable, Codable, CaseIterable, Hashable {
         }
     }
 
-    /// True for the crypto currencies (routed to the crypto channel only).
-    public var isCrypto: Bool { self == .BTC || self == .ETH || self == .USDT }
-
     /// 10^exponent, the number of minor units in one major unit.
     public var minorUnitsPerMajor: Int64 {
         var result: Int64 = 1

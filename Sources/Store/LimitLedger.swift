@@ -104,11 +104,12 @@ public struct LimitLedger: Sendable {
     }
 }
 
+/// A Redis script of the store (limits, rate limit) answered something it never returns.
 public enum LedgerError: Error, CustomStringConvertible {
     case unexpectedReply(String)
     public var description: String {
         switch self {
-        case .unexpectedReply(let reply): "unexpected reply from the limit script: \(reply)"
+        case .unexpectedReply(let reply): "unexpected reply from a Redis script: \(reply)"
         }
     }
 }
