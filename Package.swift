@@ -80,7 +80,8 @@ let package = Package(
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PayFleetTesting"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "PayFleetTesting"]),
-        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Store", "Workers", "PayFleetTesting"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting",
+                                                  .product(name: "PropertyBased", package: "swift-property-based")]),
         // End-to-end: spawns the real executables.
         .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments"]),
     ]

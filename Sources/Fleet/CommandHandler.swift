@@ -54,6 +54,10 @@ public enum Outcome: Sendable {
     case retryLater(String)
     /// Roll back and park the message for an operator, with this reason.
     case park(String)
+    /// Roll back, run `prepare` outside any transaction (e.g. rebuild what Redis lost, which must
+    /// wait for this transaction's locks), then run the command again at once. Bounded: past
+    /// `CommandWorker.immediateReruns` it becomes `retryLater`.
+    case rerun(String, after: @Sendable () async throws -> Void)
 }
 
 /// Handles one command type. Implementations write their effect on the given transaction
@@ -68,6 +72,13 @@ public protocol CommandHandler: Sendable {
     /// reads through `transaction`, and returns its writes as `effects` of the outcome, which the
     /// runtime sends with the outbox rows and `COMMIT` in one hop.
     func handle(_ command: Command<Payload>, in transaction: PostgresConnection) async throws -> Outcome
+    /// Statements the runtime runs right after `BEGIN` and the inbox claim, in the same hop: the
+    /// transaction-scoped locks the handler's work needs (none by default).
+    func locks(_ command: Command<Payload>) -> [PostgresStatement]
+}
+
+extension CommandHandler {
+    public func locks(_ command: Command<Payload>) -> [PostgresStatement] { [] }
 }
 
 /// A handler with its payload type erased, so one worker can host several command types.
@@ -88,6 +99,7 @@ struct HandlerBinding: Sendable {
                                       idempotencyKey: key, traceparent: envelope.traceparent, payload: payload,
                                       attempt: attempt, isFinalAttempt: isFinal)
                 return .success(PreparedCommand(requestHash: Identifiers.sha256Hex("\(envelope.type)|\(canonical)"),
+                                                locks: handler.locks(command),
                                                 run: { try await handler.handle(command, in: $0) }))
             }
         }
@@ -96,5 +108,6 @@ struct HandlerBinding: Sendable {
 
 struct PreparedCommand: Sendable {
     let requestHash: String
+    let locks: [PostgresStatement]
     let run: @Sendable (PostgresConnection) async throws -> Outcome
 }

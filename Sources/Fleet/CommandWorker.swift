@@ -113,7 +113,7 @@ public final class CommandWorker: Service, Sendable {
 
     /// Thrown inside the transaction to roll it back with a decision.
     private struct Rollback: Error {
-        enum Decision { case retry(String), park(String) }
+        enum Decision { case retry(String), park(String), rerun(String, @Sendable () async throws -> Void) }
         let decision: Decision
     }
 
@@ -175,53 +175,39 @@ public final class CommandWorker: Service, Sendable {
         }
 
         // 3. Inbox + effect + outbox, one transaction, in three hops to the connection's thread.
-        let result: TransactionResult
-        do {
-            result = try await pool.withConnection { tx in
-                do {
-                    let claim = Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
-                                            requestHash: prepared.requestHash)
-                    guard try await tx.batch([.begin, claim])[1].affectedRows == 1 else {
-                        let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx)
-                        _ = try await tx.batch([.rollback])
-                        guard let stored else { throw Rollback(decision: .retry("inbox row vanished")) }
-                        return .duplicate(stored)
+        var result: TransactionResult?
+        var reruns = 0
+        while result == nil {
+            do {
+                result = try await transaction(prepared, envelope: envelope, merchantId: merchantId, key: key)
+            } catch let rollback as Rollback {
+                switch rollback.decision {
+                case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason)
+                case .park(let reason): await park(delivery, reason: reason)
+                case .rerun(let reason, let prepare):
+                    reruns += 1
+                    guard reruns <= Self.immediateReruns else {
+                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason) (still, after \(reruns - 1) reruns)")
+                        return
                     }
-                    let rows: [OutboxRow], effects: [PostgresStatement]
-                    switch try await prepared.run(tx) {
-                    case .done(let events, let writes):
-                        guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
-                        rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
-                        effects = writes
-                    case .rejected(let code, let message, let errors):
-                        rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
-                                                      code: code, message: message, errors: errors)]
-                        effects = []
-                    case .retryLater(let reason):
-                        throw Rollback(decision: .retry(reason))
-                    case .park(let reason):
-                        throw Rollback(decision: .park(reason))
+                    do {
+                        logger.info("preparing, then running the command again", metadata: [
+                            "queue": "\(queue)", "command": "\(envelope.id)", "reason": "\(reason)"])
+                        try await prepare()
+                        continue
+                    } catch {
+                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason); preparing failed: \(error)")
                     }
-                    _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: merchantId, key: key, events: rows) + [.commit])
-                    return .committed(rows[0])
-                } catch {
-                    // Best effort: after a lost connection there is nothing to roll back.
-                    _ = try? await tx.batch([.rollback])
-                    throw error
                 }
+                return
+            } catch {
+                logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command": "\(envelope.id)",
+                                                                        "attempt": "\(attempt)", "error": "\(error)"])
+                await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)")
+                return
             }
-        } catch let rollback as Rollback {
-            switch rollback.decision {
-            case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason)
-            case .park(let reason): await park(delivery, reason: reason)
-            }
-            return
-        } catch {
-            logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command": "\(envelope.id)",
-                                                                    "attempt": "\(attempt)", "error": "\(error)"])
-            await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)")
-            return
         }
+        guard let result else { return }
 
         // 4. After commit: relay, reply, ack.
         switch result {
@@ -233,6 +219,49 @@ public final class CommandWorker: Service, Sendable {
         case .duplicate(let stored):
             metrics.duplicates.increment()
             await reemit(stored, for: delivery, envelope: envelope, merchantId: merchantId, requestHash: prepared.requestHash)
+        }
+    }
+
+    /// How many times a `rerun` outcome runs the command again at once before it becomes `retryLater`.
+    static let immediateReruns = 3
+
+    /// Claims the inbox row, runs the handler and commits its effect with the outbox rows.
+    private func transaction(_ prepared: PreparedCommand, envelope: CloudEvent<JSONValue>, merchantId: String,
+                             key: String) async throws -> TransactionResult {
+        try await pool.withConnection { tx in
+            do {
+                let claim = Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
+                                        requestHash: prepared.requestHash)
+                guard try await tx.batch([.begin, claim] + prepared.locks)[1].affectedRows == 1 else {
+                    let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx)
+                    _ = try await tx.batch([.rollback])
+                    guard let stored else { throw Rollback(decision: .retry("inbox row vanished")) }
+                    return .duplicate(stored)
+                }
+                let rows: [OutboxRow], effects: [PostgresStatement]
+                switch try await prepared.run(tx) {
+                case .done(let events, let writes):
+                    guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
+                    rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
+                    effects = writes
+                case .rejected(let code, let message, let errors):
+                    rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
+                                                  code: code, message: message, errors: errors)]
+                    effects = []
+                case .retryLater(let reason):
+                    throw Rollback(decision: .retry(reason))
+                case .park(let reason):
+                    throw Rollback(decision: .park(reason))
+                case .rerun(let reason, let prepare):
+                    throw Rollback(decision: .rerun(reason, prepare))
+                }
+                _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: merchantId, key: key, events: rows) + [.commit])
+                return .committed(rows[0])
+            } catch {
+                // Best effort: after a lost connection there is nothing to roll back.
+                _ = try? await tx.batch([.rollback])
+                throw error
+            }
         }
     }
 

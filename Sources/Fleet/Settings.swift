@@ -55,6 +55,9 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
     public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
 
+    @Option(name: .customLong("limit-sync-interval"), help: "Seconds between syncs of the Redis limit counters to PostgreSQL, one replica at a time (env PAYFLEET_LIMIT_SYNC_INTERVAL; 0 = off).")
+    public var limitSyncInterval: Int = Int(environment("PAYFLEET_LIMIT_SYNC_INTERVAL") ?? "") ?? 15
+
     public init() {}
 
     public mutating func validate() throws {

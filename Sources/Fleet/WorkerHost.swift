@@ -11,8 +11,12 @@ import Store
 public struct WorkerResources: Sendable {
     public let postgres: PostgresPool
     public let redis: RedisClient
+    /// Configuration documents and the risk blacklist through the shared cache.
+    public let configuration: Configuration
     /// The routing table of `settings`, reloaded within about a second of a change.
     public let routing: HotSetting<RoutingConfig>
+    /// The FX table of `settings` over the defaults, reloaded within about a second of a change.
+    public let fx: HotSetting<FXTable>
     /// Every channel's live outcomes and open circuits (shared in Redis), refreshed every 500 ms.
     public let channels: HotSetting<LiveChannels>
     public let logger: Logger
@@ -41,30 +45,46 @@ public enum WorkerHost {
         let relay = OutboxRelay(pool: pool, publisher: publisher, logger: logger)
         let base = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
                                  retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency, logger: logger)
-        let settings = SettingsStore()
-        let routing = await HotSetting(name: SettingsStore.routing, initial: RoutingConfig.defaults, logger: logger,
-                                       version: { try await pool.withConnection { try await settings.version(of: SettingsStore.routing, on: $0) } },
-                                       load: { try await pool.withConnection { try await settings.routing(on: $0) } })
+        // Configuration comes through the shared cache (RULES "Caching"); a write invalidates the
+        // entry, and every process notices the new version within a second.
+        let configuration = Configuration(redis: redis)
+        let routing = await HotSetting(name: "routing", initial: RoutingConfig.defaults, logger: logger,
+                                       version: { try await configuration.document(.routing, pool: pool).version },
+                                       load: { try await configuration.document(.routing, pool: pool) })
+        let fx = await HotSetting(name: "fx", initial: FXTable.defaults, logger: logger,
+                                  version: { try await configuration.document(.fx, pool: pool).version },
+                                  load: {
+                                      let (table, version) = try await configuration.document(.fx, pool: pool)
+                                      return (table.overDefaults(), version)
+                                  })
         let channelStats = ChannelStatsStore(redis: redis)
         let channels = await HotSetting(name: "channel stats", initial: LiveChannels(), interval: .milliseconds(500), logger: logger,
                                         version: nil,
                                         load: { (LiveChannels(try await channelStats.snapshot(routing.current.channels.map(\.name))), 0) })
-        let worker = handlers(WorkerResources(postgres: pool, redis: redis, routing: routing, channels: channels, logger: logger), base)
+        let worker = handlers(WorkerResources(postgres: pool, redis: redis, configuration: configuration, routing: routing,
+                                                      fx: fx, channels: channels, logger: logger), base)
         let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: [
             .amqp("broker", consumer), .amqp("broker_publisher", publisher), .postgres(pool), .redis(redis),
         ], logger: logger)
 
         logger.info("starting", metadata: ["queue": "\(queue)", "health": "http://\(options.healthHost):\(options.healthPort)"])
         // Services stop in reverse order: the consumer first, then the relay flushes, then health.
-        var configuration = ServiceGroupConfiguration(
-            services: [.init(service: health), .init(service: routing), .init(service: channels), .init(service: relay),
-                       .init(service: worker)],
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: health), .init(service: routing), .init(service: fx), .init(service: channels), .init(service: relay),
+        ]
+        if options.limitSyncInterval > 0 {
+            let record = LimitRecord(ledger: LimitLedger(redis: redis), pool: pool)
+            services.append(.init(service: LimitSyncService(record: record, interval: .seconds(options.limitSyncInterval), logger: logger)))
+        }
+        services.append(.init(service: worker))
+        var group = ServiceGroupConfiguration(
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         // Past the deadline a graceful stop becomes a cancellation; unacked work is redelivered.
-        configuration.maximumGracefulShutdownDuration = .seconds(options.shutdownTimeout)
-        configuration.maximumCancellationDuration = .seconds(5)
-        try await ServiceGroup(configuration: configuration).run()
+        group.maximumGracefulShutdownDuration = .seconds(options.shutdownTimeout)
+        group.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: group).run()
         await consumer.close()
         await publisher.close()
         await redis.close()

@@ -6,8 +6,9 @@ import Postgres
 import Store
 
 /// Merchant profile, limits and tier advice; the admin's tier changes, routing table and risk
-/// blacklist (CONTRACT §4). Every write applies to the very next payment: workers read the
-/// blacklist per payment and reload the routing table within about a second.
+/// blacklist (CONTRACT §4). Writes go through `Configuration`, which invalidates the shared cache
+/// at once: a blacklist entry applies to the very next payment, and workers reload the routing
+/// table within about a second.
 extension IngressApp {
     func addRulebookRoutes(to router: Router<BasicRequestContext>) {
         let api = router.group("api/v1")
@@ -29,18 +30,18 @@ extension IngressApp {
         }
         api.get("admin/routing") { request, _ in
             try self.requireAdmin(request)
-            let (config, _) = try await self.pool.withConnection { try await SettingsStore().routing(on: $0) }
+            let (config, _) = try await Configuration(redis: self.redis).document(.routing, pool: self.pool)
             return Self.json(.ok, try StoreJSON.encode(config)).response
         }
         api.put("admin/routing") { request, _ in try await self.replaceRouting(request) }
         api.post("admin/risk/blacklist") { request, _ in
             let entry = try await self.blacklistEntry(request)
-            try await self.pool.withConnection { try await RiskStore().add(entry, on: $0) }
+            try await Configuration(redis: self.redis).addToBlacklist(entry, pool: self.pool)
             return Self.json(.created, try StoreJSON.encode(entry)).response
         }
         api.delete("admin/risk/blacklist") { request, _ in
             let entry = try await self.blacklistEntry(request)
-            guard try await self.pool.withConnection({ try await RiskStore().remove(entry, on: $0) }) else {
+            guard try await Configuration(redis: self.redis).removeFromBlacklist(entry, pool: self.pool) else {
                 throw Problem(.notFound, "not_found", "no such blacklist entry")
             }
             return Response(status: .noContent)
@@ -104,9 +105,10 @@ extension IngressApp {
         } catch {
             throw Problem(.badRequest, "invalid_request", "not a routing configuration: \(CommandWorker.describe(error))")
         }
-        let errors = config.validationErrors
-        guard errors.isEmpty else { throw Problem.invalid(ValidationFailure(errors)) }
-        let version = try await pool.withConnection { try await SettingsStore().setRouting(config, on: $0) }
+        let version: Int64
+        do { version = try await Configuration(redis: redis).set(.routing, to: config, pool: pool) } catch let failure as ValidationFailure {
+            throw Problem.invalid(failure)
+        }
         logger.notice("routing configuration replaced", metadata: ["version": "\(version)"])
         return Self.json(.ok, try StoreJSON.encode(config)).response
     }

@@ -34,3 +34,6 @@ public enum Currency: String, Sendable, Codable, CaseIterable, Hashable {
         return (negative ? "-" : "") + String(magnitude / scale) + "." + fraction
     }
 }
+
+/// Currencies key JSON objects by their code: `{"USD": 100}`.
+extension Currency: CodingKeyRepresentable {}

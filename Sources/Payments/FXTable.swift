@@ -3,7 +3,7 @@
 /// Rates are USD per one major unit, fixed-point with 8 decimals, so conversion is exact integer
 /// arithmetic (128-bit intermediates) rounded half-up. The defaults cover every currency of
 /// `Currency`, crypto included; configuration may replace them.
-public struct FXTable: Sendable, Equatable {
+public struct FXTable: Sendable, Equatable, Codable {
     /// USD value of one major unit, times 10^8.
     public var usdPerMajorScaled: [Currency: Int64]
 
@@ -22,6 +22,20 @@ public struct FXTable: Sendable, Equatable {
         .BTC: 9_000_000_000_000,
         .ETH: 300_000_000_000,
     ])
+
+    enum CodingKeys: String, CodingKey { case usdPerMajorScaled = "usd_per_major_scaled" }
+
+    /// This table over the defaults: a configured rate wins, every other currency keeps its default.
+    public func overDefaults() -> FXTable {
+        FXTable(usdPerMajorScaled: Self.defaults.usdPerMajorScaled.merging(usdPerMajorScaled) { $1 })
+    }
+
+    /// Every problem of the document, by field.
+    public var validationErrors: [FieldError] {
+        usdPerMajorScaled.sorted(by: { $0.key.rawValue < $1.key.rawValue }).compactMap { currency, rate in
+            rate > 0 ? nil : FieldError("usd_per_major_scaled.\(currency.rawValue)", "must be a positive rate (USD per major unit x 10^8)")
+        }
+    }
 
     /// `amount` minor units of `from` expressed in minor units of `to`, rounded half-up.
     /// Nil when a rate is missing or the result overflows `Int64`.

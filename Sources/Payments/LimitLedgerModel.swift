@@ -35,9 +35,11 @@ public struct LimitLedgerModel: Sendable, Equatable {
     public func usedToday(_ windows: LimitWindows) -> Int64 { used[Self.dayKey(windows.day)] ?? 0 }
     public func usedThisMonth(_ windows: LimitWindows) -> Int64 { used[Self.monthKey(windows.month)] ?? 0 }
 
-    /// Checks and counts `amount` in today's and this month's windows; a repeated key changes nothing.
+    /// Checks and counts `amount` in today's and this month's windows; a repeated key changes
+    /// nothing while it is held. A released key counts again: the command that released it rolled
+    /// back (its transaction did not commit) and runs again.
     public mutating func reserve(_ key: String, amount: Int64, in windows: LimitWindows) throws(Failure) {
-        guard reservations[key] == nil else { return }
+        if let held = reservations[key], !held.released { return }
         guard amount > 0 else { throw .invalidAmount }
         guard amount <= limits.single else { throw .exceeded("single") }
         let day = Self.dayKey(windows.day), month = Self.monthKey(windows.month)

@@ -9,6 +9,10 @@ public struct LimitWindows: Sendable, Equatable {
     /// Seconds until the end of the day and month windows (keys expire a little after that).
     public var secondsToDayEnd: Int
     public var secondsToMonthEnd: Int
+    /// Where the day and month windows start, and where the month ends (for the durable record).
+    public var dayStart: Date
+    public var monthStart: Date
+    public var monthEnd: Date
 
     public init(at date: Date) {
         var calendar = Calendar(identifier: .gregorian)
@@ -20,6 +24,9 @@ public struct LimitWindows: Sendable, Equatable {
         let nextDay = calendar.date(byAdding: .day, value: 1, to: startOfDay)!
         let startOfMonth = calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!
         let nextMonth = calendar.date(byAdding: .month, value: 1, to: startOfMonth)!
+        dayStart = startOfDay
+        monthStart = startOfMonth
+        monthEnd = nextMonth
         secondsToDayEnd = max(1, Int(nextDay.timeIntervalSince(date).rounded(.up)))
         secondsToMonthEnd = max(1, Int(nextMonth.timeIntervalSince(date).rounded(.up)))
     }

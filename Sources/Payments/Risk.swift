@@ -26,7 +26,9 @@ public struct BlacklistEntry: Sendable, Codable, Hashable {
     }
 }
 
-/// Risk rules: a maximum amount per currency, and a velocity limit per customer.
+/// Risk rules: a maximum amount per currency, and a velocity limit per customer. A configuration
+/// document (`settings.risk_rules`), as JSON:
+/// `{"max_amount": {"USD": 500000}, "velocity_limit": 10, "velocity_window_seconds": 3600}`.
 public struct RiskRules: Sendable, Codable, Equatable {
     /// Largest single payment per currency, in its minor units.
     public var maxAmount: [Currency: Int64]
@@ -38,6 +40,30 @@ public struct RiskRules: Sendable, Codable, Equatable {
         self.maxAmount = maxAmount
         self.velocityLimit = velocityLimit
         self.velocityWindowSeconds = velocityWindowSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case maxAmount = "max_amount", velocityLimit = "velocity_limit", velocityWindowSeconds = "velocity_window_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        maxAmount = try container.decodeIfPresent([Currency: Int64].self, forKey: .maxAmount) ?? [:]
+        velocityLimit = try container.decodeIfPresent(Int.self, forKey: .velocityLimit)
+        velocityWindowSeconds = try container.decodeIfPresent(Int.self, forKey: .velocityWindowSeconds) ?? 3_600
+    }
+
+    /// Every problem of the document, by field.
+    public var validationErrors: [FieldError] {
+        var errors: [FieldError] = []
+        for (currency, maximum) in maxAmount.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where maximum <= 0 {
+            errors.append(FieldError("max_amount.\(currency.rawValue)", "must be a positive amount in minor units"))
+        }
+        if let limit = velocityLimit, limit < 1 { errors.append(FieldError("velocity_limit", "must be at least 1")) }
+        if !(1...31 * 86_400).contains(velocityWindowSeconds) {
+            errors.append(FieldError("velocity_window_seconds", "must be 1 second to 31 days"))
+        }
+        return errors
     }
 }
 

@@ -3,14 +3,17 @@ import Redis
 
 /// The transaction-limit counters in Redis (RULES "Transaction limits").
 ///
-/// Check-and-reserve is one Lua script, keyed by the command's reservation key, so a redelivered
-/// command never reserves twice and no number of concurrent workers can push a window past its
-/// limit. Window keys expire by themselves shortly after their window ends. All of a merchant's
-/// keys share the hash tag `{merchant_id}`.
+/// Reserve, commit, release and refund-return are Lua scripts keyed by the command, so a
+/// redelivered command never counts twice and no number of concurrent workers can push a window
+/// past its limit. Window keys expire by themselves shortly after their window ends. All of a
+/// merchant's keys share the hash tag `{merchant_id}`. Redis may lose the counters: a month's
+/// `loaded` marker says they are there, and `LimitRecord` rebuilds them from PostgreSQL.
 public struct LimitLedger: Sendable {
     public let redis: RedisClient
     /// How long a reservation record is kept (redeliveries and releases within it are recognised).
     public var reservationTTLSeconds = 3 * 24 * 3600
+    /// Window keys live this long past their window's end.
+    static let graceSeconds = 3600
 
     public init(redis: RedisClient) { self.redis = redis }
 
@@ -18,20 +21,28 @@ public struct LimitLedger: Sendable {
     public enum Reservation: Sendable, Equatable {
         /// Counted now.
         case reserved
-        /// This reservation key was already counted (a redelivery): nothing changed.
+        /// This reservation key is already counted (a redelivery): nothing changed.
         case alreadyReserved
         /// Over a limit: nothing changed.
         case exceeded(LimitKind)
+        /// Redis does not hold this merchant's counters for the month (first use, restart without
+        /// persistence, `FLUSHALL`): nothing changed; rebuild them, then try again.
+        case notLoaded
     }
 
     public enum LimitKind: String, Sendable, Equatable {
         case single, daily, monthly
     }
 
+    // Every script refuses to guess: a missing reservation record is a no-op, never a negative
+    // count, and a missing counter is only read as zero once the month's marker says it was loaded.
+
     static let reserveScript = RedisScript("""
-        -- KEYS: day window, month window, reservation record
+        -- KEYS: day window, month window, reservation record, the month's loaded marker
         -- ARGV: amount, single, daily, monthly limits, day ttl, month ttl, reservation ttl
+        -- A released record counts again: its command's transaction rolled back after releasing.
         if redis.call('HGET', KEYS[3], 'state') == 'reserved' then return {1, 'already_reserved'} end
+        if redis.call('EXISTS', KEYS[4]) == 0 then return {0, 'not_loaded'} end
         local amount = tonumber(ARGV[1])
         if amount > tonumber(ARGV[2]) then return {0, 'single'} end
         if tonumber(redis.call('GET', KEYS[1]) or '0') + amount > tonumber(ARGV[3]) then return {0, 'daily'} end
@@ -40,19 +51,61 @@ public struct LimitLedger: Sendable {
         redis.call('EXPIRE', KEYS[1], ARGV[5])
         redis.call('INCRBY', KEYS[2], ARGV[1])
         redis.call('EXPIRE', KEYS[2], ARGV[6])
-        redis.call('HSET', KEYS[3], 'state', 'reserved', 'amount', ARGV[1], 'day', KEYS[1], 'month', KEYS[2])
+        redis.call('DEL', KEYS[3])
+        redis.call('HSET', KEYS[3], 'state', 'reserved', 'amount', ARGV[1], 'captured', 0, 'day', KEYS[1], 'month', KEYS[2])
         redis.call('EXPIRE', KEYS[3], ARGV[7])
         return {1, 'reserved'}
         """)
 
+    static let commitScript = RedisScript("""
+        -- KEYS: reservation record. ARGV: amount captured now (a payment captures all of it), the
+        -- capture's own key (a payment's is its command's). Marks it captured, once per capture key,
+        -- so a later release gives back only what was not captured.
+        local r = redis.call('HMGET', KEYS[1], 'state', 'amount', 'captured', 'c:' .. ARGV[2])
+        if r[1] ~= 'reserved' then return -1 end
+        if r[4] then return tonumber(r[3]) end
+        local captured = tonumber(r[3] or '0') + tonumber(ARGV[1])
+        if captured > tonumber(r[2]) then return -2 end
+        redis.call('HSET', KEYS[1], 'captured', captured, 'c:' .. ARGV[2], ARGV[1])
+        return captured
+        """)
+
     static let releaseScript = RedisScript("""
-        -- KEYS: reservation record. Gives the amount back to the windows that counted it, if they still exist.
-        if redis.call('HGET', KEYS[1], 'state') ~= 'reserved' then return 0 end
-        local r = redis.call('HMGET', KEYS[1], 'amount', 'day', 'month')
-        for i = 2, 3 do
-            if redis.call('EXISTS', r[i]) == 1 then redis.call('DECRBY', r[i], r[1]) end
+        -- KEYS: reservation record. ARGV: the current day window key, the current month window key.
+        -- Gives what was not captured back to the windows that counted it, if they are still current.
+        local r = redis.call('HMGET', KEYS[1], 'state', 'amount', 'captured', 'day', 'month')
+        if r[1] ~= 'reserved' then return 0 end
+        local back = tonumber(r[2]) - tonumber(r[3] or '0')
+        for i = 4, 5 do
+            if back > 0 and r[i] == ARGV[i - 3] and redis.call('EXISTS', r[i]) == 1 then redis.call('DECRBY', r[i], back) end
         end
         redis.call('HSET', KEYS[1], 'state', 'released')
+        return 1
+        """)
+
+    static let refundScript = RedisScript("""
+        -- KEYS: the refund's record, the payment's day window, the payment's month window.
+        -- ARGV: amount, the current day window key, the current month window key, record ttl.
+        -- Gives a refund's amount back to the windows that counted the payment, only if they are
+        -- still current, once per refund command; never below zero.
+        if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        for i = 2, 3 do
+            if KEYS[i] == ARGV[i] and redis.call('EXISTS', KEYS[i]) == 1 then
+                local left = tonumber(redis.call('GET', KEYS[i])) - tonumber(ARGV[1])
+                redis.call('SET', KEYS[i], math.max(left, 0), 'KEEPTTL')
+            end
+        end
+        redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+        return 1
+        """)
+
+    static let loadScript = RedisScript("""
+        -- KEYS: the month's loaded marker, day window, month window. ARGV: day used, month used, day ttl, month ttl.
+        -- Sets the counters from the durable record unless another rebuild did so first.
+        if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+        redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])
+        redis.call('SET', KEYS[1], '1', 'EX', ARGV[4])
         return 1
         """)
 
@@ -60,56 +113,110 @@ public struct LimitLedger: Sendable {
         "pf:lim:{\(merchantId)}:\(kind):\(window)"
     }
 
-    static func reservationKey(_ merchantId: String, _ key: String) -> String {
-        "pf:lim:{\(merchantId)}:r:\(key)"
+    static func reservationKey(_ merchantId: String, _ key: String) -> String { "pf:lim:{\(merchantId)}:r:\(key)" }
+    static func refundKey(_ merchantId: String, _ key: String) -> String { "pf:lim:{\(merchantId)}:f:\(key)" }
+    static func loadedKey(_ merchantId: String, _ month: String) -> String { "pf:lim:{\(merchantId)}:loaded:\(month)" }
+
+    private func windowKeys(_ merchantId: String, _ windows: LimitWindows) -> [String] {
+        [Self.windowKey(merchantId, "d", windows.day), Self.windowKey(merchantId, "m", windows.month)]
+    }
+
+    private func ttls(_ windows: LimitWindows) -> [String] {
+        [String(windows.secondsToDayEnd + Self.graceSeconds), String(windows.secondsToMonthEnd + Self.graceSeconds)]
     }
 
     /// Checks `amount` (base-currency minor units) against `limits` and reserves it, atomically.
+    ///
+    /// Call it inside the command's transaction after `LimitRecord.sharedLock`, so that a rebuild
+    /// can wait for every reservation in flight to commit or roll back.
     public func reserve(merchantId: String, reservationKey: String, amount: Int64, limits: EffectiveLimits,
                         windows: LimitWindows) async throws -> Reservation {
-        let grace = 3600
         let reply = try await redis.eval(Self.reserveScript,
-            keys: [Self.windowKey(merchantId, "d", windows.day), Self.windowKey(merchantId, "m", windows.month),
-                   Self.reservationKey(merchantId, reservationKey)],
-            args: [String(amount), String(limits.single), String(limits.daily), String(limits.monthly),
-                   String(windows.secondsToDayEnd + grace), String(windows.secondsToMonthEnd + grace),
-                   String(reservationTTLSeconds)])
+            keys: windowKeys(merchantId, windows) + [Self.reservationKey(merchantId, reservationKey),
+                                                     Self.loadedKey(merchantId, windows.month)],
+            args: [String(amount), String(limits.single), String(limits.daily), String(limits.monthly)] + ttls(windows)
+                + [String(reservationTTLSeconds)])
         guard let parts = reply.array, parts.count == 2, let code = parts[1].string else {
             throw LedgerError.unexpectedReply("\(reply)")
         }
         switch code {
         case "reserved": return .reserved
         case "already_reserved": return .alreadyReserved
+        case "not_loaded": return .notLoaded
         default:
             guard let kind = LimitKind(rawValue: code) else { throw LedgerError.unexpectedReply(code) }
             return .exceeded(kind)
         }
     }
 
-    /// Releases a reservation (failed, cancelled, expired); a no-op if it is not currently reserved.
-    /// Returns true when something was given back.
+    /// Marks `amount` of a reservation captured (a succeeded payment captures all of it; a
+    /// pre-authorization's capture part of it), once per `captureKey` (default: the reservation's
+    /// own key). Returns what is captured in all, or nil when the reservation is not currently held
+    /// (released, or lost with Redis: then the rebuild counted the payment).
     @discardableResult
-    public func release(merchantId: String, reservationKey: String) async throws -> Bool {
-        let reply = try await redis.eval(Self.releaseScript, keys: [Self.reservationKey(merchantId, reservationKey)], args: [])
+    public func commit(merchantId: String, reservationKey: String, amount: Int64, captureKey: String? = nil) async throws -> Int64? {
+        let reply = try await redis.eval(Self.commitScript, keys: [Self.reservationKey(merchantId, reservationKey)],
+                                         args: [String(amount), captureKey ?? reservationKey])
+        guard let captured = reply.int else { throw LedgerError.unexpectedReply("\(reply)") }
+        if captured == -2 { throw LedgerError.overCapture(reservationKey) }
+        return captured >= 0 ? captured : nil
+    }
+
+    /// Releases a reservation (failed, cancelled, expired, timed out): gives back what was not
+    /// captured, to the windows that counted it if they are still current (`windows`: now's).
+    /// A no-op unless it is currently reserved. Returns true when the reservation was released.
+    @discardableResult
+    public func release(merchantId: String, reservationKey: String, windows: LimitWindows) async throws -> Bool {
+        let reply = try await redis.eval(Self.releaseScript, keys: [Self.reservationKey(merchantId, reservationKey)],
+                                         args: windowKeys(merchantId, windows))
+        return reply.int == 1
+    }
+
+    /// A refund gives `amount` back to the windows that counted the payment (`paymentWindows`),
+    /// only if they are still current (`windows`), once per refund command (`refundKey`).
+    /// Returns false for a repeated refund key.
+    @discardableResult
+    public func refundReturn(merchantId: String, refundKey: String, amount: Int64, paymentWindows: LimitWindows,
+                             windows: LimitWindows) async throws -> Bool {
+        let reply = try await redis.eval(Self.refundScript,
+            keys: [Self.refundKey(merchantId, refundKey)] + windowKeys(merchantId, paymentWindows),
+            args: [String(amount)] + windowKeys(merchantId, windows) + [String(reservationTTLSeconds)])
         return reply.int == 1
     }
 
     /// What the merchant's current day and month windows have counted.
     public func usage(merchantId: String, windows: LimitWindows) async throws -> (day: Int64, month: Int64) {
-        let values = try await redis.pipeline([
-            ["GET", Self.windowKey(merchantId, "d", windows.day)],
-            ["GET", Self.windowKey(merchantId, "m", windows.month)],
-        ])
+        let values = try await redis.pipeline(windowKeys(merchantId, windows).map { ["GET", $0] })
         return (values[0].int ?? 0, values[1].int ?? 0)
+    }
+
+    /// Whether Redis holds the merchant's counters for `windows`' month.
+    public func isLoaded(merchantId: String, windows: LimitWindows) async throws -> Bool {
+        try await redis.command(["EXISTS", Self.loadedKey(merchantId, windows.month)]).int == 1
+    }
+
+    /// Sets the merchant's day and month counters from the durable record unless they are loaded.
+    /// Returns false when another rebuild loaded them first. `LimitRecord.rebuild` calls it under
+    /// the merchant's exclusive lock.
+    @discardableResult
+    public func load(merchantId: String, windows: LimitWindows, day: Int64, month: Int64) async throws -> Bool {
+        let reply = try await redis.eval(Self.loadScript,
+            keys: [Self.loadedKey(merchantId, windows.month)] + windowKeys(merchantId, windows),
+            args: [String(day), String(month)] + ttls(windows))
+        return reply.int == 1
     }
 }
 
-/// A Redis script of the store (limits, rate limit) answered something it never returns.
+/// A Redis script of the store (limits, rate limit) answered something it never returns, or a
+/// caller asked for something the ledger refuses.
 public enum LedgerError: Error, CustomStringConvertible {
     case unexpectedReply(String)
+    /// A capture larger than what the reservation still holds: a bug in the caller, never money.
+    case overCapture(String)
     public var description: String {
         switch self {
         case .unexpectedReply(let reply): "unexpected reply from a Redis script: \(reply)"
+        case .overCapture(let key): "capture exceeds what reservation \(key) holds"
         }
     }
 }

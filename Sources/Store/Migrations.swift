@@ -143,6 +143,29 @@ public enum Migrations {
         );
         CREATE INDEX audit_logs_target ON audit_logs (target, created_at);
         """),
+        Migration(version: 4, name: "limit usage: what counts, and the synced counters", sql: """
+        -- What counts in a limit window, defined once: the durable record the Redis counters are
+        -- rebuilt from and checked against. A payment counts from the moment it is authorized
+        -- (succeeded or pending) in the windows of its creation; a failed one never counts.
+        CREATE FUNCTION limit_recorded(merchant text, since timestamptz, until timestamptz) RETURNS bigint
+        LANGUAGE sql STABLE AS $$
+            SELECT COALESCE(sum(amount_base), 0)::bigint FROM payments
+            WHERE merchant_id = merchant AND created_at >= since AND created_at < until
+              AND status IN ('succeeded', 'pending', 'partially_refunded', 'refunded')
+        $$;
+
+        -- The Redis counters as last synced (`used`), next to the durable record (`recorded`, read
+        -- just before them): `used` below `recorded` means Redis under-counted.
+        CREATE TABLE limit_usage (
+            merchant_id text NOT NULL,
+            window_kind text NOT NULL CHECK (window_kind IN ('day', 'month')),
+            window_id   text NOT NULL,
+            used        bigint NOT NULL,
+            recorded    bigint NOT NULL,
+            synced_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (merchant_id, window_kind, window_id)
+        );
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.

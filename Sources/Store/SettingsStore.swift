@@ -2,35 +2,49 @@ import Foundation
 import Payments
 import Postgres
 
-/// Versioned configuration documents in PostgreSQL (`settings`): the routing table and risk
-/// rules. A write bumps the version; readers poll the version to reload within seconds.
-public struct SettingsStore: Sendable {
-    public static let routing = "routing"
+/// A configuration document of `settings`: its name, how long the shared cache keeps it, its value
+/// while none is stored, and its validation.
+public struct SettingsDocument<Value: Codable & Sendable>: Sendable {
+    public let name: String
+    public let ttl: CacheAside.TTL
+    public let defaults: Value
+    public let validate: @Sendable (Value) -> [FieldError]
+}
 
+extension SettingsDocument where Value == RoutingConfig {
+    /// The channel table and routing settings (RULES "Routing"); configuration: cached 5 min.
+    public static var routing: Self { Self(name: "routing", ttl: .configuration, defaults: .defaults, validate: { $0.validationErrors }) }
+}
+
+extension SettingsDocument where Value == RiskRules {
+    /// Maximum amount per currency and velocity per customer (RULES "Risk"); cached 10-30 min.
+    public static var riskRules: Self { Self(name: "risk_rules", ttl: .risk, defaults: RiskRules(), validate: { $0.validationErrors }) }
+}
+
+extension SettingsDocument where Value == FXTable {
+    /// Exchange rates for limit checks, over the defaults of every currency (RULES); cached 1 h.
+    public static var fx: Self { Self(name: "fx", ttl: .fx, defaults: .defaults, validate: { $0.validationErrors }) }
+}
+
+/// Versioned configuration documents in PostgreSQL (`settings`). Read them through
+/// `Configuration`, which caches them; a write bumps the version.
+public struct SettingsStore: Sendable {
     public init() {}
 
-    /// The current routing configuration and its version (the defaults, version 0, until one is stored).
-    public func routing(on connection: PostgresConnection) async throws -> (config: RoutingConfig, version: Int64) {
+    /// A document's JSON and version, or nil when none is stored.
+    public func raw(_ name: String, on connection: PostgresConnection) async throws -> (json: String, version: Int64)? {
         guard let row = try await connection.query("SELECT value::text AS value, version FROM settings WHERE name = $1",
-                                                   [Self.routing]).first else {
-            return (.defaults, 0)
-        }
-        return (try StoreJSON.decode(RoutingConfig.self, from: try row.string("value")), try row.int64("version"))
+                                                   [name]).first else { return nil }
+        return (try row.string("value"), try row.int64("version"))
     }
 
-    /// The version of a document (0 when absent): one index lookup, for polling.
-    public func version(of name: String, on connection: PostgresConnection) async throws -> Int64 {
-        try await connection.query("SELECT version FROM settings WHERE name = $1", [name]).first?.int64("version") ?? 0
-    }
-
-    /// Replaces the routing configuration whole; returns the new version.
-    @discardableResult
-    public func setRouting(_ config: RoutingConfig, on connection: PostgresConnection) async throws -> Int64 {
+    /// Replaces a document whole; returns its new version.
+    public func set(_ name: String, json: String, on connection: PostgresConnection) async throws -> Int64 {
         try await connection.query("""
             INSERT INTO settings (name, value) VALUES ($1, $2::jsonb)
             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, version = settings.version + 1, updated_at = now()
             RETURNING version
-            """, [Self.routing, try StoreJSON.encode(config)]).rows[0].int64("version")
+            """, [name, json]).rows[0].int64("version")
     }
 }
 

@@ -15,8 +15,9 @@ struct AuthorizeWorker: AsyncParsableCommand {
 
     func run() async throws {
         try await WorkerHost.run(name: "payfleet-authorize", queue: "payfleet.authorize", options: options) { resources, worker in
-            worker.handling(AuthorizeHandler(ledger: LimitLedger(redis: resources.redis), routing: { resources.routing.current },
-                                             liveChannels: { resources.channels.current }, logger: resources.logger))
+            worker.handling(AuthorizeHandler(ledger: LimitLedger(redis: resources.redis), pool: resources.postgres,
+                                             routing: { resources.routing.current }, liveChannels: { resources.channels.current },
+                                             fx: { resources.fx.current }, logger: resources.logger))
         }
     }
 }

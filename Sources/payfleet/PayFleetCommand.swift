@@ -12,7 +12,7 @@ struct PayFleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet",
         abstract: "Operate a PayFleet deployment: schema, topology, parked messages, tiers, routing and the risk blacklist.",
-        subcommands: [Migrate.self, Topology.self, Parked.self, MerchantCommand.self, RoutingCommand.self, BlacklistCommand.self])
+        subcommands: [Migrate.self, Topology.self, Parked.self, MerchantCommand.self, RoutingCommand.self, RiskCommand.self, FXCommand.self])
 }
 
 struct Migrate: AsyncParsableCommand {

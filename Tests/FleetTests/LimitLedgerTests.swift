@@ -1,18 +1,29 @@
 import Foundation
 import PayFleetTesting
 import Payments
+import Postgres
+import PropertyBased
+import Redis
 import Store
 import Testing
 
-/// The limit script against real Redis.
+/// The limit scripts against real Redis.
 @Suite struct LimitLedgerTests {
     let windows = LimitWindows(at: Date())
 
-    @Test func fiftyConcurrentReservationsNeverExceedTheLimit() async throws {
-        let redis = try TestEnvironment.redis(poolSize: 8)
+    /// A ledger for a new merchant whose counters are loaded (empty).
+    func loadedLedger(_ redis: RedisClient) async throws -> (LimitLedger, String) {
         let ledger = LimitLedger(redis: redis)
         let merchant = TestEnvironment.unique("mch")
+        try await ledger.load(merchantId: merchant, windows: windows, day: 0, month: 0)
+        return (ledger, merchant)
+    }
+
+    @Test func fiftyConcurrentReservationsNeverExceedTheLimit() async throws {
+        let redis = try TestEnvironment.redis(poolSize: 8)
+        let (ledger, merchant) = try await loadedLedger(redis)
         let limits = EffectiveLimits(tier: .starter, overrides: LimitOverrides(singleLimit: 1_000, dailyLimit: 1_000, monthlyLimit: 5_000))
+        let windows = windows
         let results = try await withThrowingTaskGroup(of: LimitLedger.Reservation.self) { group in
             for index in 0..<50 {
                 group.addTask {
@@ -30,14 +41,13 @@ import Testing
 
     @Test func aRedeliveredCommandNeverReservesTwice() async throws {
         let redis = try TestEnvironment.redis()
-        let ledger = LimitLedger(redis: redis)
-        let merchant = TestEnvironment.unique("mch")
+        let (ledger, merchant) = try await loadedLedger(redis)
         let limits = EffectiveLimits(tier: .premium)
         #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "k", amount: 500, limits: limits, windows: windows) == .reserved)
         #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "k", amount: 500, limits: limits, windows: windows) == .alreadyReserved)
         #expect(try await ledger.usage(merchantId: merchant, windows: windows).day == 500)
-        #expect(try await ledger.release(merchantId: merchant, reservationKey: "k"))
-        #expect(try await !ledger.release(merchantId: merchant, reservationKey: "k"), "a second release gives nothing back")
+        #expect(try await ledger.release(merchantId: merchant, reservationKey: "k", windows: windows))
+        #expect(try await !ledger.release(merchantId: merchant, reservationKey: "k", windows: windows), "a second release gives nothing back")
         #expect(try await ledger.usage(merchantId: merchant, windows: windows).day == 0)
         await redis.close()
     }
@@ -45,8 +55,9 @@ import Testing
     @Test(arguments: [(Int64(10_001), LimitLedger.LimitKind.single), (Int64(10_000), nil)])
     func singleLimit(amount: Int64, exceeded: LimitLedger.LimitKind?) async throws {
         let redis = try TestEnvironment.redis()
-        let result = try await LimitLedger(redis: redis).reserve(merchantId: TestEnvironment.unique("mch"), reservationKey: "k",
-                                                                  amount: amount, limits: EffectiveLimits(tier: .starter), windows: windows)
+        let (ledger, merchant) = try await loadedLedger(redis)
+        let result = try await ledger.reserve(merchantId: merchant, reservationKey: "k", amount: amount,
+                                              limits: EffectiveLimits(tier: .starter), windows: windows)
         #expect(result == (exceeded.map { .exceeded($0) } ?? .reserved))
         await redis.close()
     }
@@ -58,9 +69,116 @@ import Testing
         let limits = EffectiveLimits(tier: .starter, overrides: LimitOverrides(dailyLimit: 1_000, monthlyLimit: 1_500))
         let day1 = LimitWindows(at: Date(timeIntervalSince1970: 1_796_083_170 - 86_400 * 3))
         let day2 = LimitWindows(at: Date(timeIntervalSince1970: 1_796_083_170 - 86_400 * 2))
+        try await ledger.load(merchantId: merchant, windows: day1, day: 0, month: 0)
         #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "a", amount: 1_000, limits: limits, windows: day1) == .reserved)
         #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "b", amount: 600, limits: limits, windows: day2) == .exceeded(.monthly))
         #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "c", amount: 500, limits: limits, windows: day2) == .reserved)
         await redis.close()
     }
+
+    @Test func countersRedisDoesNotHoldAreNotGuessedAsZero() async throws {
+        let redis = try TestEnvironment.redis()
+        let ledger = LimitLedger(redis: redis)
+        let merchant = TestEnvironment.unique("mch")
+        let limits = EffectiveLimits(tier: .premium)
+        #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "k", amount: 5, limits: limits, windows: windows) == .notLoaded)
+        #expect(try await ledger.load(merchantId: merchant, windows: windows, day: 700, month: 900))
+        #expect(try await !ledger.load(merchantId: merchant, windows: windows, day: 1, month: 1), "a second load changes nothing")
+        #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "k", amount: 5, limits: limits, windows: windows) == .reserved)
+        let usage = try await ledger.usage(merchantId: merchant, windows: windows)
+        #expect(usage.day == 705 && usage.month == 905)
+        await redis.close()
+    }
+
+    @Test func aCommittedPaymentIsNotGivenBackAndACaptureCountsOncePerKey() async throws {
+        let redis = try TestEnvironment.redis()
+        let (ledger, merchant) = try await loadedLedger(redis)
+        let limits = EffectiveLimits(tier: .premium)
+        _ = try await ledger.reserve(merchantId: merchant, reservationKey: "preauth", amount: 1_000, limits: limits, windows: windows)
+        #expect(try await ledger.commit(merchantId: merchant, reservationKey: "preauth", amount: 300, captureKey: "cap-1") == 300)
+        #expect(try await ledger.commit(merchantId: merchant, reservationKey: "preauth", amount: 300, captureKey: "cap-1") == 300,
+                "a redelivered capture counts once")
+        await #expect(throws: LedgerError.self) {
+            try await ledger.commit(merchantId: merchant, reservationKey: "preauth", amount: 701, captureKey: "cap-2")
+        }
+        #expect(try await ledger.release(merchantId: merchant, reservationKey: "preauth", windows: windows))
+        #expect(try await ledger.usage(merchantId: merchant, windows: windows).day == 300, "only what was not captured comes back")
+        await redis.close()
+    }
+
+    @Test func aRefundReturnsOnlyToCurrentWindowsAndOncePerRefund() async throws {
+        let redis = try TestEnvironment.redis()
+        let ledger = LimitLedger(redis: redis)
+        let merchant = TestEnvironment.unique("mch")
+        let paid = LimitWindows(at: Date(timeIntervalSince1970: 1_795_000_000))
+        let nextDay = LimitWindows(at: Date(timeIntervalSince1970: 1_795_000_000 + 86_400))
+        try await ledger.load(merchantId: merchant, windows: paid, day: 0, month: 0)
+        _ = try await ledger.reserve(merchantId: merchant, reservationKey: "pay", amount: 800, limits: EffectiveLimits(tier: .premium), windows: paid)
+        try await ledger.commit(merchantId: merchant, reservationKey: "pay", amount: 800)
+        #expect(try await ledger.refundReturn(merchantId: merchant, refundKey: "r1", amount: 300, paymentWindows: paid, windows: nextDay))
+        #expect(try await !ledger.refundReturn(merchantId: merchant, refundKey: "r1", amount: 300, paymentWindows: paid, windows: nextDay))
+        let usage = try await ledger.usage(merchantId: merchant, windows: paid)
+        #expect(usage.day == 800, "the payment's day is over: nothing back")
+        #expect(usage.month == 500, "its month is current")
+        await redis.close()
+    }
+
+    /// The scripts do what the pure model says, for any sequence of operations the model accepts.
+    @Test func theScriptsAgreeWithTheModel() async throws {
+        let redis = try TestEnvironment.redis()
+        let today = LimitWindows(at: Date(timeIntervalSince1970: 1_795_000_000))
+        let tomorrow = LimitWindows(at: Date(timeIntervalSince1970: 1_795_000_000 + 86_400))
+        let limits = EffectiveLimits(tier: .starter, overrides: LimitOverrides(singleLimit: 400, dailyLimit: 1_000, monthlyLimit: 1_500))
+        let operation = zip(Gen.int(in: 0...3), Gen.int(in: 0...5), Gen.int64(in: 1...450), Gen.bool())
+        await propertyCheck(count: 60, input: operation.array(of: 1...40)) { operations in
+            let ledger = LimitLedger(redis: redis)
+            let merchant = TestEnvironment.unique("model")
+            var model = LimitLedgerModel(limits: limits)
+            do {
+                try await ledger.load(merchantId: merchant, windows: today, day: 0, month: 0)
+                for (step, (kind, key, amount, nextDay)) in operations.enumerated() {
+                    let windows = nextDay ? tomorrow : today
+                    let name = "k\(key)"
+                    switch kind {
+                    case 0:
+                        let expected: LimitLedger.Reservation
+                        let before = model
+                        do throws(LimitLedgerModel.Failure) {
+                            try model.reserve(name, amount: amount, in: windows)
+                            expected = before == model ? .alreadyReserved : .reserved
+                        } catch {
+                            guard case .exceeded(let kind) = error, let limit = LimitLedger.LimitKind(rawValue: kind) else {
+                                Issue.record("unexpected \(error)")
+                                continue
+                            }
+                            expected = .exceeded(limit)
+                        }
+                        #expect(try await ledger.reserve(merchantId: merchant, reservationKey: name, amount: amount, limits: limits,
+                                                         windows: windows) == expected, "step \(step) of \(operations)")
+                    case 1:
+                        guard (try? model.capture(name, amount: amount)) != nil else { continue }
+                        try await ledger.commit(merchantId: merchant, reservationKey: name, amount: amount, captureKey: "c\(step)")
+                    case 2:
+                        guard (try? model.release(name, currentWindows: windows)) != nil else { continue }
+                        try await ledger.release(merchantId: merchant, reservationKey: name, windows: windows)
+                    default:
+                        guard let reservation = model.reservations[name],
+                              (try? model.refund(name, amount: amount, currentWindows: windows)) != nil else { continue }
+                        try await ledger.refundReturn(merchantId: merchant, refundKey: "f\(step)", amount: amount,
+                                                      paymentWindows: reservation.day == today.day ? today : tomorrow,
+                                                      windows: windows)
+                    }
+                    for windows in [today, tomorrow] {
+                        let usage = try await ledger.usage(merchantId: merchant, windows: windows)
+                        #expect(usage.day == model.usedToday(windows) && usage.month == model.usedThisMonth(windows),
+                                "after step \(step) of \(operations)")
+                    }
+                }
+            } catch {
+                Issue.record("\(error)")
+            }
+        }
+        await redis.close()
+    }
 }
+

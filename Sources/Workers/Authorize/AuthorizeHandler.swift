@@ -10,35 +10,46 @@ import Store
 ///
 /// Exactly once: the limit reservation is keyed by the command's idempotency key, so a redelivery
 /// never reserves twice; a failure releases the reservation before the failed payment commits.
+/// The transaction holds the merchant's limit lock shared (`locks`), so a rebuild of counters Redis
+/// lost waits for it; finding them lost, the handler has them rebuilt and runs again.
 /// A transient channel error rolls everything back and is retried (the reservation stays, and the
 /// retried command finds it); on the final attempt the payment fails with `channel_error`.
 public struct AuthorizeHandler: CommandHandler {
     public let commandType = "payment.create"
     let ledger: LimitLedger
+    let record: LimitRecord
     let merchants = MerchantStore()
     let payments = PaymentStore()
     let risk = RiskStore()
+    let configuration: Configuration
+    let velocity: VelocityCounter
     let channelStats: ChannelStatsStore
     let merchantCache: MerchantCache
-    let riskRules: RiskRules
     let routing: @Sendable () -> RoutingConfig
     let liveChannels: @Sendable () -> LiveChannels
-    let fx: FXTable
+    let fx: @Sendable () -> FXTable
     let logger: Logger
     let clock: @Sendable () -> Date
 
-    public init(ledger: LimitLedger, routing: @escaping @Sendable () -> RoutingConfig = { .defaults },
-                liveChannels: @escaping @Sendable () -> LiveChannels = { LiveChannels() }, fx: FXTable = .defaults,
-                riskRules: RiskRules = RiskRules(), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+    public init(ledger: LimitLedger, pool: PostgresPool, routing: @escaping @Sendable () -> RoutingConfig = { .defaults },
+                liveChannels: @escaping @Sendable () -> LiveChannels = { LiveChannels() },
+                fx: @escaping @Sendable () -> FXTable = { .defaults }, logger: Logger,
+                clock: @escaping @Sendable () -> Date = { Date() }) {
         self.ledger = ledger
+        self.record = LimitRecord(ledger: ledger, pool: pool)
+        self.configuration = Configuration(redis: ledger.redis)
+        self.velocity = VelocityCounter(redis: ledger.redis)
         self.channelStats = ChannelStatsStore(redis: ledger.redis)
         self.merchantCache = MerchantCache(redis: ledger.redis)
-        self.riskRules = riskRules
         self.routing = routing
         self.liveChannels = liveChannels
         self.fx = fx
         self.logger = logger
         self.clock = clock
+    }
+
+    public func locks(_ command: Command<PaymentRequest>) -> [PostgresStatement] {
+        [LimitRecord.sharedLock(merchantId: command.merchantId)]
     }
 
     public func parse(_ data: JSONValue) -> Result<PaymentRequest, ValidationFailure> { PaymentRequest.parse(data) }
@@ -50,7 +61,7 @@ public struct AuthorizeHandler: CommandHandler {
         }) else {
             return .rejected(code: "merchant_not_found", message: "no merchant \(TextRules.forLog(command.merchantId, limit: 64))")
         }
-        guard let amountBase = fx.convert(request.amount, from: request.currency, to: merchant.baseCurrency) else {
+        guard let amountBase = fx().convert(request.amount, from: request.currency, to: merchant.baseCurrency) else {
             return .rejected(code: "invalid_request", message: "amount overflows when converted to \(merchant.baseCurrency.rawValue)",
                              errors: [FieldError("amount", "is too large")])
         }
@@ -80,13 +91,20 @@ public struct AuthorizeHandler: CommandHandler {
             return try finish(.failed, failure: .tierForbidden,
                                     message: "the \(merchant.tier.rawValue) tier takes \(merchant.baseCurrency.rawValue) only; multi-currency needs business or above")
         }
-        // Risk before anything is reserved: the blacklist is read on every payment, so an entry
-        // applies to the very next one on every replica.
+        // Risk before anything is reserved. The rules and blacklist are read through the shared
+        // cache, which a write invalidates: an entry applies to the very next payment on every replica.
         let candidates = [(BlacklistType.customerId, request.customer?.id), (.email, request.customer?.email),
                           (.ip, request.customer?.ip), (.country, request.country)]
             .compactMap { type, value in value.map { BlacklistEntry(type: type, value: $0) } }
-        let policy = RiskPolicy(blacklist: try await risk.matching(candidates, on: tx), rules: riskRules)
-        if case .block(let rule, let detail) = policy.evaluate(request) {
+        let policy = try await configuration.riskPolicy(for: candidates, on: tx)
+        var verdict = policy.evaluate(request)
+        if verdict == .allow, let limit = policy.rules.velocityLimit, let customerId = request.customer?.id {
+            let recent = try await velocity.count(merchantId: merchant.merchantId, customerId: customerId,
+                                                  commandKey: command.idempotencyKey, limit: limit,
+                                                  windowSeconds: policy.rules.velocityWindowSeconds, at: now)
+            verdict = policy.evaluate(request, recentPayments: recent)
+        }
+        if case .block(let rule, let detail) = verdict {
             let outcome = try finish(.failed, failure: .riskBlocked, message: "blocked by risk rule \(rule): \(detail)")
             guard case .done(let events, let effects) = outcome else { return outcome }
             return .done(events, effects: effects + [risk.event(merchantId: merchant.merchantId, paymentNo: paymentNo, rule: rule, detail: detail)])
@@ -97,10 +115,20 @@ public struct AuthorizeHandler: CommandHandler {
                                     message: "no enabled channel takes \(request.currency.rawValue) by \(request.payMethod.rawValue)")
         }
 
+        let windows = LimitWindows(at: now)
         switch try await ledger.reserve(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey,
-                                        amount: amountBase, limits: merchant.limits, windows: LimitWindows(at: now)) {
+                                        amount: amountBase, limits: merchant.limits, windows: windows) {
         case .exceeded(let kind):
             return try finish(.failed, failure: .limitExceeded, message: "the \(kind.rawValue) limit would be exceeded")
+        case .notLoaded:
+            // Rebuilding waits for every reservation of this merchant in flight, this one included:
+            // so after this transaction rolled back.
+            let merchantId = merchant.merchantId
+            return .rerun("the limit counters of \(merchantId) are not in Redis") {
+                if try await record.rebuild(merchantId: merchantId, windows: windows) {
+                    logger.notice("rebuilt limit counters from PostgreSQL", metadata: ["merchant": "\(merchantId)"])
+                }
+            }
         case .reserved, .alreadyReserved:
             break
         }
@@ -112,16 +140,17 @@ public struct AuthorizeHandler: CommandHandler {
         }
         switch channelOutcome {
         case .succeeded(let reference):
+            try await ledger.commit(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, amount: amountBase)
             return try finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
         case .pending(let reference):
             return try finish(.pending, fee: decision.estimatedFee ?? 0, reference: reference)
         case .declined:
-            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey)
+            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, windows: windows)
             return try finish(.failed, failure: .channelDeclined, message: "\(channel) declined the payment")
         case .transientError where !command.isFinalAttempt:
             return .retryLater("\(channel) had a transient error")
         case .transientError:
-            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey)
+            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, windows: windows)
             return try finish(.failed, failure: .channelError,
                                     message: "\(channel) kept failing after \(command.attempt) retries")
         }

@@ -1,0 +1,109 @@
+import Foundation
+import Payments
+import Postgres
+import Redis
+
+/// Configuration documents and the risk blacklist, read through the shared cache and written
+/// through PostgreSQL (RULES "Caching": configuration 5 min, risk rules and blacklist 10-30 min,
+/// FX 1 h). Every write invalidates its entry after it committed, so it applies to the very next
+/// read on every replica, not after the TTL.
+public struct Configuration: Sendable {
+    public let cache: CacheAside
+    let settings = SettingsStore()
+    let risk = RiskStore()
+
+    public init(redis: RedisClient) { cache = CacheAside(redis: redis) }
+
+    static func settingKey(_ name: String) -> String { "pf:setting:{\(name)}" }
+    static func blacklistKey(_ entry: BlacklistEntry) -> String {
+        "pf:risk:bl:\(entry.type.rawValue):\(Identifiers.sha256Hex(entry.value))"
+    }
+
+    // MARK: - Documents
+
+    /// A document and its version (0: the defaults, none stored), loading through `connection` on a miss.
+    public func document<Value>(_ document: SettingsDocument<Value>, on connection: PostgresConnection) async throws
+        -> (value: Value, version: Int64) {
+        try decode(document, try await cachedEntry(document) { try await settings.raw(document.name, on: connection) })
+    }
+
+    /// A document and its version, taking a connection from `pool` only on a miss.
+    public func document<Value>(_ document: SettingsDocument<Value>, pool: PostgresPool) async throws -> (value: Value, version: Int64) {
+        try decode(document, try await cachedEntry(document) {
+            try await pool.withConnection { try await settings.raw(document.name, on: $0) }
+        })
+    }
+
+    /// Validates and stores a document, then invalidates its cached entry. Returns the new version.
+    public func set<Value>(_ document: SettingsDocument<Value>, to value: Value, pool: PostgresPool) async throws -> Int64 {
+        let errors = document.validate(value)
+        guard errors.isEmpty else { throw ValidationFailure(errors) }
+        let json = try StoreJSON.encode(value)
+        let version = try await pool.withConnection { try await settings.set(document.name, json: json, on: $0) }
+        try await cache.invalidate([Self.settingKey(document.name)])
+        return version
+    }
+
+    /// The cached entry is `<version>\n<json>`; a document never stored is cached as its defaults, version 0.
+    private func cachedEntry<Value>(_ document: SettingsDocument<Value>,
+                                    load: () async throws -> (json: String, version: Int64)?) async throws -> String {
+        let entry = try await cache.value(Self.settingKey(document.name), ttl: document.ttl) {
+            guard let stored = try await load() else { return "0\n" + (try StoreJSON.encode(document.defaults)) }
+            return "\(stored.version)\n\(stored.json)"
+        }
+        guard let entry else { throw LedgerError.unexpectedReply("no entry for setting \(document.name)") }
+        return entry
+    }
+
+    private func decode<Value>(_ document: SettingsDocument<Value>, _ entry: String) throws -> (value: Value, version: Int64) {
+        guard let newline = entry.firstIndex(of: "\n"), let version = Int64(entry[..<newline]) else {
+            throw LedgerError.unexpectedReply("malformed cache entry for setting \(document.name)")
+        }
+        return (try StoreJSON.decode(Value.self, from: String(entry[entry.index(after: newline)...])), version)
+    }
+
+    // MARK: - Risk
+
+    /// The risk policy for a payment: the rules, and which of its candidate entries are blacklisted.
+    /// One cache round trip when everything is cached; misses load through `connection` in one query.
+    public func riskPolicy(for candidates: [BlacklistEntry], on connection: PostgresConnection) async throws -> RiskPolicy {
+        let keys = candidates.map(Self.blacklistKey)
+        let reads = await cache.read([Self.settingKey(SettingsDocument<RiskRules>.riskRules.name)] + keys)
+        let rules: RiskRules
+        if let entry = reads?[0].value {
+            rules = try decode(.riskRules, entry).value
+        } else {
+            rules = try await document(.riskRules, on: connection).value
+        }
+        var blacklisted: Set<BlacklistEntry> = []
+        var missing: [Int] = []
+        for index in candidates.indices {
+            switch reads?[index + 1].value {
+            case "1": blacklisted.insert(candidates[index])
+            case "0": break
+            default: missing.append(index)
+            }
+        }
+        if !missing.isEmpty {
+            let listed = try await risk.matching(missing.map { candidates[$0] }, on: connection)
+            blacklisted.formUnion(listed)
+            if let reads {
+                await cache.fill(missing.map { (reads[$0 + 1], listed.contains(candidates[$0]) ? "1" : "0") }, ttl: .risk)
+            }
+        }
+        return RiskPolicy(blacklist: blacklisted, rules: rules)
+    }
+
+    public func addToBlacklist(_ entry: BlacklistEntry, pool: PostgresPool) async throws {
+        try await pool.withConnection { try await risk.add(entry, on: $0) }
+        try await cache.invalidate([Self.blacklistKey(entry)])
+    }
+
+    /// Returns whether the entry existed.
+    @discardableResult
+    public func removeFromBlacklist(_ entry: BlacklistEntry, pool: PostgresPool) async throws -> Bool {
+        let removed = try await pool.withConnection { try await risk.remove(entry, on: $0) }
+        try await cache.invalidate([Self.blacklistKey(entry)])
+        return removed
+    }
+}

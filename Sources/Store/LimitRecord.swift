@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import Payments
+import Postgres
+
+/// The durable side of the limit ledger: PostgreSQL holds what counts (the `limit_recorded`
+/// function over payments); the Redis counters of `LimitLedger` are rebuilt from it when Redis
+/// lost them, and synced back to `limit_usage` in the background (RULES "Transaction limits").
+///
+/// Exactness under concurrency: every command that reserves takes the merchant's lock *shared*
+/// in its transaction (`sharedLock`, before reserving); a rebuild takes it *exclusive*, so it
+/// reads the record only once every reservation in flight has committed or rolled back, and no new
+/// one can start until the counters are back.
+public struct LimitRecord: Sendable {
+    public let ledger: LimitLedger
+    public let pool: PostgresPool
+    /// How long a rebuild waits for in-flight reservations before giving up (the command retries).
+    public var lockTimeout = "10s"
+
+    public init(ledger: LimitLedger, pool: PostgresPool) {
+        self.ledger = ledger
+        self.pool = pool
+    }
+
+    static let lockSQL = "hashtext('pf:limits'), hashtext($1)"
+
+    /// The statement a reserving command runs first in its transaction.
+    public static func sharedLock(merchantId: String) -> PostgresStatement {
+        PostgresStatement("SELECT pg_advisory_xact_lock_shared(\(lockSQL))", [merchantId])
+    }
+
+    /// What the durable record counts in the merchant's day and month windows.
+    public static func recorded(merchantId: String, windows: LimitWindows, on connection: PostgresConnection) async throws
+        -> (day: Int64, month: Int64) {
+        let row = try await connection.query("""
+            SELECT limit_recorded($1, $2, $4) AS day, limit_recorded($1, $3, $4) AS month
+            """, [merchantId, windows.dayStart, windows.monthStart, windows.monthEnd]).rows[0]
+        return (try row.int64("day"), try row.int64("month"))
+    }
+
+    /// Loads the merchant's counters into Redis from the durable record, unless they are loaded.
+    /// Must not be called from inside a transaction that holds the merchant's shared lock.
+    /// Returns true when this call loaded them.
+    @discardableResult
+    public func rebuild(merchantId: String, windows: LimitWindows) async throws -> Bool {
+        try await pool.transaction { connection in
+            _ = try await connection.batch([
+                PostgresStatement("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]),
+                PostgresStatement("SELECT pg_advisory_xact_lock(\(Self.lockSQL))", [merchantId]),
+            ])
+            let recorded = try await Self.recorded(merchantId: merchantId, windows: windows, on: connection)
+            return try await ledger.load(merchantId: merchantId, windows: windows, day: recorded.day, month: recorded.month)
+        }
+    }
+}
+
+extension LimitRecord {
+    /// One pass of the background sync: for every merchant whose counters Redis holds this month,
+    /// writes the counters and the durable record to `limit_usage`. The record is read first: a
+    /// payment commits only after it reserved, so correct counters read afterwards are never below
+    /// it. Returns the merchants synced and those whose Redis counters were below the record.
+    public func sync(at now: Date = Date()) async throws -> (merchants: Int, undercounted: [String]) {
+        let windows = LimitWindows(at: now)
+        var merchants: [String] = []
+        var cursor = "0"
+        repeat {
+            let reply = try await ledger.redis.command(["SCAN", cursor, "MATCH", LimitLedger.loadedKey("*", windows.month),
+                                                        "COUNT", "1000"])
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else {
+                throw LedgerError.unexpectedReply("\(reply)")
+            }
+            cursor = next
+            merchants += keys.compactMap { key in
+                key.string.flatMap { text in
+                    guard let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close else { return nil }
+                    return String(text[text.index(after: open)..<close])
+                }
+            }
+        } while cursor != "0"
+        var undercounted: [String] = []
+        for chunk in stride(from: 0, to: merchants.count, by: 500).map({ Array(merchants[$0..<min($0 + 500, merchants.count)]) }) {
+            let recorded = try await pool.withConnection { connection in
+                try await connection.query("""
+                    SELECT m AS merchant_id, limit_recorded(m, $2, $4) AS day, limit_recorded(m, $3, $4) AS month
+                    FROM unnest($1::text[]) AS m
+                    """, [RiskStore.array(chunk), windows.dayStart, windows.monthStart, windows.monthEnd]).rows
+                    .map { (try $0.string("merchant_id"), try $0.int64("day"), try $0.int64("month")) }
+            }
+            var ids: [String] = [], kinds: [String] = [], windowIds: [String] = [], used: [String] = [], durable: [String] = []
+            for (merchantId, day, month) in recorded {
+                let usage = try await ledger.usage(merchantId: merchantId, windows: windows)
+                if usage.day < day || usage.month < month { undercounted.append(merchantId) }
+                ids += [merchantId, merchantId]
+                kinds += ["day", "month"]
+                windowIds += [windows.day, windows.month]
+                used += [String(usage.day), String(usage.month)]
+                durable += [String(day), String(month)]
+            }
+            _ = try await pool.withConnection { connection in
+                try await connection.query("""
+                    INSERT INTO limit_usage (merchant_id, window_kind, window_id, used, recorded, synced_at)
+                    SELECT * , now() FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+                    ON CONFLICT (merchant_id, window_kind, window_id)
+                    DO UPDATE SET used = EXCLUDED.used, recorded = EXCLUDED.recorded, synced_at = EXCLUDED.synced_at
+                    """, [RiskStore.array(ids), RiskStore.array(kinds), RiskStore.array(windowIds), RiskStore.array(used),
+                          RiskStore.array(durable)])
+            }
+        }
+        return (merchants.count, undercounted)
+    }
+}

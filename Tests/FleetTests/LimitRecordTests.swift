@@ -1,0 +1,163 @@
+import Foundation
+import PayFleetTesting
+import Payments
+import Postgres
+import Redis
+import Store
+import Testing
+
+/// The durable side of the limits: rebuild after Redis lost the counters, and the background sync.
+@Suite struct LimitRecordTests {
+    static func insertPayment(merchantId: String, amountBase: Int64, status: String, at date: Date) -> PostgresStatement {
+        PostgresStatement("""
+            INSERT INTO payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, status,
+                                  command_id, created_at, updated_at)
+            VALUES ($1, $2, 'o', $3, $3, 'USD', 'US', 'card', $4, 'c', $5, $5)
+            """, [TestEnvironment.unique("P"), merchantId, amountBase, status, date])
+    }
+
+    static func forget(_ merchantId: String, _ redis: RedisClient) async throws {
+        let keys = try await redis.command(["KEYS", "pf:lim:{\(merchantId)}:*"]).array?.compactMap(\.string) ?? []
+        if !keys.isEmpty { _ = try await redis.command(["DEL"] + keys) }
+    }
+
+    @Test func aRebuildWaitsForReservationsInFlightAndCountsWhatCommitted() async throws {
+        let pool = try TestEnvironment.postgres(size: 3)
+        let redis = try TestEnvironment.redis()
+        let merchant = try await Fixtures.merchant(pool).merchant.merchantId
+        let ledger = LimitLedger(redis: redis)
+        let record = LimitRecord(ledger: ledger, pool: pool)
+        let now = Date()
+        let windows = LimitWindows(at: now)
+        _ = try await pool.withConnection { connection in
+            try await connection.batch([Self.insertPayment(merchantId: merchant, amountBase: 250, status: "succeeded", at: now),
+                                        Self.insertPayment(merchantId: merchant, amountBase: 999, status: "failed", at: now)])
+        }
+        #expect(try await record.rebuild(merchantId: merchant, windows: windows))
+        #expect(try await ledger.usage(merchantId: merchant, windows: windows) == (250, 250), "failed payments never count")
+
+        // A command in flight: its transaction holds the lock shared and has reserved; then Redis loses everything.
+        try await pool.withConnection { tx in
+            _ = try await tx.batch([.begin, LimitRecord.sharedLock(merchantId: merchant)])
+            #expect(try await ledger.reserve(merchantId: merchant, reservationKey: "in-flight", amount: 700,
+                                             limits: EffectiveLimits(tier: .premium), windows: windows) == .reserved)
+            try await Self.forget(merchant, redis)
+            let rebuild = Task { try await record.rebuild(merchantId: merchant, windows: windows) }
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await !ledger.isLoaded(merchantId: merchant, windows: windows), "the rebuild waits for the command in flight")
+            _ = try await tx.batch([Self.insertPayment(merchantId: merchant, amountBase: 700, status: "succeeded", at: now), .commit])
+            #expect(try await rebuild.value)
+        }
+        let usage = try await ledger.usage(merchantId: merchant, windows: windows)
+        #expect(usage.day == 950 && usage.month == 950, "what committed while the rebuild waited is counted")
+        await redis.close()
+        await pool.close()
+    }
+
+    @Test func theSyncWritesUsageAndReportsCountersBelowTheRecord() async throws {
+        let pool = try TestEnvironment.postgres(size: 2)
+        let redis = try TestEnvironment.redis()
+        let merchant = try await Fixtures.merchant(pool).merchant.merchantId
+        let ledger = LimitLedger(redis: redis)
+        let record = LimitRecord(ledger: ledger, pool: pool)
+        let now = Date()
+        let windows = LimitWindows(at: now)
+        _ = try await pool.withConnection { try await $0.batch([Self.insertPayment(merchantId: merchant, amountBase: 400, status: "pending", at: now)]) }
+        try await record.rebuild(merchantId: merchant, windows: windows)
+        _ = try await ledger.reserve(merchantId: merchant, reservationKey: "x", amount: 100, limits: EffectiveLimits(tier: .premium), windows: windows)
+
+        var result = try await record.sync(at: now)
+        #expect(result.merchants >= 1 && !result.undercounted.contains(merchant))
+        let rows = try await pool.query("SELECT window_kind, used, recorded FROM limit_usage WHERE merchant_id = $1 ORDER BY window_kind",
+                                        [merchant]).rows
+        #expect(try rows.map { [try $0.string("window_kind"), String(try $0.int64("used")), String(try $0.int64("recorded"))] }
+                == [["day", "500", "400"], ["month", "500", "400"]])
+
+        _ = try await redis.command(["DECRBY", "pf:lim:{\(merchant)}:d:\(windows.day)", "200"])
+        result = try await record.sync(at: now)
+        #expect(result.undercounted.contains(merchant))
+        await redis.close()
+        await pool.close()
+    }
+}
+
+/// Cache-aside with generation-guarded fills, the configuration documents and the risk inputs.
+@Suite struct CacheTests {
+    @Test func aWriteInvalidatesAtOnceAndAStaleFillIsDropped() async throws {
+        let redis = try TestEnvironment.redis()
+        let cache = CacheAside(redis: redis)
+        let key = TestEnvironment.unique("pf:test:cache")
+        let loads = Counter()
+        #expect(try await cache.value(key, ttl: .init(seconds: 60)) { loads.add(); return "v1" } == "v1")
+        #expect(try await cache.value(key, ttl: .init(seconds: 60)) { loads.add(); return "v2" } == "v1", "a hit does not load")
+        #expect(loads.value == 1)
+
+        // A reader that loaded before a write committed must not put the old value back.
+        let staleRead = try #require(await cache.read([key])?.first)
+        try await cache.invalidate([key])
+        await cache.fill(staleRead, with: "old", ttl: .init(seconds: 60))
+        #expect(try await cache.value(key, ttl: .init(seconds: 60)) { "v3" } == "v3")
+        let ttl = try await redis.command(["TTL", key]).int ?? 0
+        #expect((1...60).contains(ttl), "filled with its TTL")
+        await redis.close()
+    }
+
+    @Test func documentsAndTheBlacklistApplyToTheNextReadAfterAWrite() async throws {
+        let pool = try TestEnvironment.postgres(size: 2)
+        let redis = try TestEnvironment.redis()
+        try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
+        let configuration = Configuration(redis: redis)
+        let email = BlacklistEntry(type: .email, value: TestEnvironment.unique("someone") + "@example.com")
+        let country = BlacklistEntry(type: .country, value: "US")
+        func policy() async throws -> RiskPolicy {
+            try await pool.withConnection { try await configuration.riskPolicy(for: [email, country], on: $0) }
+        }
+        #expect(try await !policy().blacklist.contains(email))
+        #expect(try await !policy().blacklist.contains(email), "cached as not listed")
+        try await configuration.addToBlacklist(email, pool: pool)
+        #expect(try await policy().blacklist.contains(email), "the next read after the write")
+        try await configuration.removeFromBlacklist(email, pool: pool)
+        #expect(try await !policy().blacklist.contains(email))
+
+        let before = try await configuration.document(.riskRules, pool: pool)
+        let rules = RiskRules(maxAmount: [.USD: 123_456 + Int64(before.version)], velocityLimit: 5, velocityWindowSeconds: 60)
+        let version = try await configuration.set(.riskRules, to: rules, pool: pool)
+        #expect(version == before.version + 1)
+        #expect(try await policy().rules == rules)
+        #expect(try await configuration.document(.riskRules, pool: pool).version == version)
+        await #expect(throws: ValidationFailure.self) {
+            try await configuration.set(.riskRules, to: RiskRules(velocityLimit: 0), pool: pool)
+        }
+        try await configuration.set(.riskRules, to: RiskRules(), pool: pool)
+        await redis.close()
+        await pool.close()
+    }
+
+    @Test func velocityCountsEachCommandOnceAndStopsAtTheLimit() async throws {
+        let redis = try TestEnvironment.redis()
+        let velocity = VelocityCounter(redis: redis)
+        let merchant = TestEnvironment.unique("mch")
+        let now = Date()
+        func count(_ key: String) async throws -> Int {
+            try await velocity.count(merchantId: merchant, customerId: "cus-1", commandKey: key, limit: 3, windowSeconds: 60, at: now)
+        }
+        #expect(try await count("a") == 0)
+        #expect(try await count("a") == 0, "a redelivery counts once")
+        #expect(try await count("b") == 1)
+        #expect(try await count("c") == 2)
+        #expect(try await count("d") == 3, "the fourth sees three others: blocked")
+        #expect(try await count("e") == 3, "a blocked one did not count")
+        let later = try await velocity.count(merchantId: merchant, customerId: "cus-1", commandKey: "f", limit: 3, windowSeconds: 60,
+                                             at: now.addingTimeInterval(61))
+        #expect(later == 0, "the window slid past them")
+        await redis.close()
+    }
+}
+
+/// A thread-safe counter for closures.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}
