@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet"]),
 
         // Load generator of Benchmarks/run.sh (raw broker baseline, end-to-end over AMQP).
-        .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "Store", "Payments", "AMQP",
+        .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "Store", "Payments", "AMQP", "Postgres", "Redis",
                                                                  .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/PayFleetBench"),
 

@@ -10,11 +10,14 @@
 #      ceiling for this work;
 #   2. the raw broker: persistent messages to a quorum queue, publish with confirms, then consume;
 #   3. authorize over AMQP: publish payment.create with confirms until its outcome event arrives;
-#   4. authorize over HTTP: POST /api/v1/payments with wrk, waiting for the outcome (201).
+#   4. authorize over HTTP: POST /api/v1/payments with wrk, waiting for the outcome (201);
+#   5. the rulebook: routing decisions per second (library alone); limit reservations per second
+#      through the Redis script, against redis-benchmark running an EVAL of the same script on the
+#      same Redis; merchant lookup latency through the Redis cache and from PostgreSQL.
 # No timing is asserted anywhere: the table reports rates and ratios.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 commands=5000 seconds=15 http_connections=32
 while (($#)); do
   case "$1" in
@@ -32,6 +35,7 @@ http_port=${PAYFLEET_HTTP_PORT:-8080}
 export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:5672/%2F}
 export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:5432/payfleet}
 export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:6379/0}
+redis_port=$(sed -E 's#.*:([0-9]+)(/[0-9]+)?$#\1#' <<<"$PAYFLEET_REDIS_URL")
 pg_port=$(sed -E 's#.*:([0-9]+)/[^/]*$#\1#' <<<"$PAYFLEET_DATABASE_URL")
 pgbin=/usr/lib/postgresql/15/bin
 
@@ -46,7 +50,7 @@ swift build -c release --product payfleet-bench >&2
 bench=$(swift build -c release --show-bin-path)/payfleet-bench
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-section "1/4 pgbench: the authorize transaction, 8 clients, ${seconds}s"
+section "1/5 pgbench: the authorize transaction, 8 clients, ${seconds}s"
 export PGPASSWORD=payfleet
 psql_() { psql -h 127.0.0.1 -p "$pg_port" -U payfleet -d payfleet -v ON_ERROR_STOP=1 -q "$@"; }
 psql_ <<'SQL'
@@ -81,13 +85,13 @@ pg_lat=$(grep -oE 'latency average = [0-9.]+' <<<"$pgbench_out" | awk '{print $4
 psql_ -c "DROP TABLE bench_inbox, bench_payments, bench_outbox"
 echo "pgbench: $pg_tps tx/s, average latency $pg_lat ms" >&2
 
-section "2/4 raw broker: quorum queue, persistent 300-byte messages"
+section "2/5 raw broker: quorum queue, persistent 300-byte messages"
 broker=$("$bench" broker --messages 30000)
 pub_rate=$(json "['publish_per_second']" <<<"$broker")
 con_rate=$(json "['consume_per_second']" <<<"$broker")
 echo "$broker" >&2
 
-section "3/4 authorize over AMQP: $commands commands, publish with confirms -> outcome event"
+section "3/5 authorize over AMQP: $commands commands, publish with confirms -> outcome event"
 merchant=$("$bench" merchant)
 merchant_id=$(json "['merchant_id']" <<<"$merchant")
 api_key=$(json "['api_key']" <<<"$merchant")
@@ -97,14 +101,14 @@ amqp_rate=$(json "['per_second']" <<<"$amqp")
 amqp_p50=$(json "['p50_ms']" <<<"$amqp")
 amqp_p99=$(json "['p99_ms']" <<<"$amqp")
 
-section "3b/4 authorize over AMQP at light load: 4 commands in flight"
+section "3b/5 authorize over AMQP at light load: 4 commands in flight"
 amqp_light=$("$bench" authorize --commands 1000 --in-flight 4 --merchant "$merchant_id")
 echo "$amqp_light" >&2
 light_rate=$(json "['per_second']" <<<"$amqp_light")
 light_p50=$(json "['p50_ms']" <<<"$amqp_light")
 light_p99=$(json "['p99_ms']" <<<"$amqp_light")
 
-section "4/4 authorize over HTTP: wrk, $http_connections connections, ${seconds}s"
+section "4/5 authorize over HTTP: wrk, $http_connections connections, ${seconds}s"
 # A premium merchant may make 10,000 requests a minute (~167/s): spread the load over 8.
 keys=""
 for _ in 1 2 3 4 5 6 7 8; do keys="$keys\"$(json "['api_key']" <<<"$("$bench" merchant)")\","; done
@@ -133,6 +137,25 @@ http_p50=$(to_ms "$(awk '/ 50%/{print $2}' <<<"$wrk_out")")
 http_p99=$(to_ms "$(awk '/ 99%/{print $2}' <<<"$wrk_out")")
 http_errors=$(grep -oE "Non-2xx or 3xx responses: [0-9]+" <<<"$wrk_out" | awk "{print \$5}" || true)
 
+section "5/5 the rulebook: routing decisions, limit reservations, merchant lookups"
+routing=$("$bench" routing)
+echo "$routing" >&2
+limits=$("$bench" limits --reservations 50000 --concurrency 16)
+echo "$limits" >&2
+# The same reserve script, 4 keys and 7 arguments, through redis-benchmark: a fresh reservation
+# key per call (__rand_int__), the month's marker set, limits never reached.
+month=$(date -u +%Y%m) day=$(date -u +%Y%m%d)
+redis-cli -p "$redis_port" SET "pf:lim:{redis-benchmark}:loaded:$month" 1 EX 3600 >/dev/null
+rb_out=$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 16 -n 50000 -r 1000000000 --csv \
+  EVAL "$(json "['script']" <<<"$limits")" 4 "pf:lim:{redis-benchmark}:d:$day" "pf:lim:{redis-benchmark}:m:$month" \
+  "pf:lim:{redis-benchmark}:r:__rand_int__" "pf:lim:{redis-benchmark}:loaded:$month" \
+  1000 1099511627776 1152921504606846976 1152921504606846976 90000 2700000 259200 2>&1)
+echo "$rb_out" >&2
+redis-cli -p "$redis_port" --scan --pattern "pf:lim:{redis-benchmark}:*" | xargs -r -n 1000 redis-cli -p "$redis_port" DEL >/dev/null
+rb_rate=$(python3 -c "import csv,sys; rows=[r for r in csv.reader(sys.stdin) if len(r) > 1]; print(rows[-1][1])" <<<"$rb_out")
+lookups=$("$bench" merchant-lookup --lookups 5000)
+echo "$lookups" >&2
+
 python3 - "$pg_tps" "$pub_rate" "$con_rate" "$amqp_rate" "$amqp_p50" "$amqp_p99" "$http_rate" "$http_p50" "$http_p99" "${http_errors:-0}" \
     "$light_rate" "$light_p50" "$light_p99" "$pg_lat" <<'PY'
 import sys
@@ -155,4 +178,22 @@ for name, rate, p50, p99, ratio in rows:
     print(f"| {name:<58} | {rate:>10,.0f} | {p50:>7} | {p99:>7} | {ratio:<18} |")
 print(f"\nbroker ceiling for a consume-and-publish worker: about min(publish, consume)/2 = {min(pub, con) / 2:,.0f}/s")
 print(f"authorize over AMQP vs pgbench: {amqp / pg:.0%} (goal: at least 50%)")
+PY
+
+python3 - "$(json "['per_second']" <<<"$routing")" "$(json "['per_second']" <<<"$limits")" "$rb_rate" "$lookups" <<'PY'
+import json, sys
+routing, limits, rb = map(float, sys.argv[1:4])
+lookups = json.loads(sys.argv[4])
+print()
+print(f"| {'rulebook':<58} | {'per second':>10} | {'p50 ms':>7} | {'p99 ms':>7} | {'ratio':<18} |")
+print(f"|{'-'*60}|{'-'*12}|{'-'*9}|{'-'*9}|{'-'*20}|")
+print(f"| {'routing decisions (library alone, one thread)':<58} | {routing:>10,.0f} | {'':>7} | {'':>7} | {'':<18} |")
+print(f"| {'redis-benchmark: EVAL of the reserve script (16 clients)':<58} | {rb:>10,.0f} | {'':>7} | {'':>7} | {'1.00 (baseline)':<18} |")
+print(f"| {'limit reservations through LimitLedger (16 in flight)':<58} | {limits:>10,.0f} | {'':>7} | {'':>7} | {f'{limits / rb:.2f} of redis-benchmark':<18} |")
+for kind in ("cached", "uncached"):
+    p = lookups[kind]
+    name = "merchant lookup, " + ("Redis cache hit" if kind == "cached" else "PostgreSQL (no cache)")
+    print(f"| {name:<58} | {'':>10} | {p['p50']:>7.2f} | {p['p99']:>7.2f} | {'':<18} |")
+c, u = lookups["cached"]["p50"], lookups["uncached"]["p50"]
+print(f"\nmerchant lookup: the cache answers in {c / u:.2f} of the database's time (p50)")
 PY

@@ -15,7 +15,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet-bench",
         abstract: "Load generator for Benchmarks/run.sh (prints JSON).",
-        subcommands: [Broker.self, Authorize.self, Merchant.self, Preload.self, Sample.self])
+        subcommands: [Broker.self, Authorize.self, Merchant.self, Preload.self, Sample.self, RoutingDecisions.self,
+                      LimitReservations.self, MerchantLookup.self])
 }
 
 /// Latency percentiles of a sample, in milliseconds.

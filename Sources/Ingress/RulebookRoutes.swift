@@ -51,7 +51,12 @@ extension IngressApp {
     /// `{"tier", "currency", "single_limit", "daily": {...}, "monthly": {...}}` in base-currency minor units.
     func limits(_ request: Request) async throws -> Response {
         let merchant = try await authenticate(request)
-        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: LimitWindows(at: Date()))
+        let ledger = LimitLedger(redis: redis), windows = LimitWindows(at: Date())
+        // After Redis lost the counters, show what PostgreSQL records rather than zero.
+        if try await !ledger.isLoaded(merchantId: merchant.merchantId, windows: windows) {
+            try await LimitRecord(ledger: ledger, pool: pool).rebuild(merchantId: merchant.merchantId, windows: windows)
+        }
+        let usage = try await ledger.usage(merchantId: merchant.merchantId, windows: windows)
         struct Window: Encodable { let limit: Int64, used: Int64, remaining: Int64 }
         struct Limits: Encodable {
             let tier: Tier, currency: Currency, singleLimit: Int64, daily: Window, monthly: Window

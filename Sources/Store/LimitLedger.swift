@@ -57,6 +57,9 @@ public struct LimitLedger: Sendable {
         return {1, 'reserved'}
         """)
 
+    /// The reserve script's source, for benchmarks that run the same script through another client.
+    public static var reserveScriptSource: String { reserveScript.source }
+
     static let commitScript = RedisScript("""
         -- KEYS: reservation record. ARGV: amount captured now (a payment captures all of it), the
         -- capture's own key (a payment's is its command's). Marks it captured, once per capture key,

@@ -9,6 +9,13 @@ public struct SettingsDocument<Value: Codable & Sendable>: Sendable {
     public let ttl: CacheAside.TTL
     public let defaults: Value
     public let validate: @Sendable (Value) -> [FieldError]
+
+    public init(name: String, ttl: CacheAside.TTL, defaults: Value, validate: @escaping @Sendable (Value) -> [FieldError]) {
+        self.name = name
+        self.ttl = ttl
+        self.defaults = defaults
+        self.validate = validate
+    }
 }
 
 extension SettingsDocument where Value == RoutingConfig {

@@ -10,6 +10,47 @@ import Testing
 /// `deploy/local/test.sh` runs them in its chaos phase (PAYFLEET_CHAOS_TESTS=1), after the main run.
 @Suite(.serialized, .enabled(if: RabbitMQControl.chaosTestsEnabled, "the chaos phase of deploy/local/test.sh"))
 struct ChaosTests {
+    /// Redis loses everything (`FLUSHALL`) while two workers race a merchant's daily limit: the
+    /// counters are rebuilt from PostgreSQL before the next check and the limit holds exactly.
+    @Test func limitsHoldExactlyWhenRedisIsFlushedMidRun() async throws {
+        let pool = try TestEnvironment.postgres(size: 2)
+        let redis = try TestEnvironment.redis()
+        // Room for exactly 400 payments of 1,000 today.
+        let merchant = try await Fixtures.merchant(pool, overrides: LimitOverrides(singleLimit: 1_000, dailyLimit: 400_000,
+                                                                                   monthlyLimit: 100_000_000)).merchant
+        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let workers = [try await EndToEnd.AuthorizeEndToEndTests.startWorker(), try await EndToEnd.AuthorizeEndToEndTests.startWorker()]
+        defer { for worker in workers { worker.stop() } }
+        let broker = try await TestEnvironment.amqp("upstream")
+        try await Fixtures.publishAll(try (0..<1_000).map {
+            try Fixtures.message(Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 1_000, orderNo: "flush-\($0)"))
+        }, on: broker)
+        await broker.close()
+
+        let before = await events.wait(timeout: .seconds(60)) { $0.count >= 150 }
+        _ = try await redis.command(["FLUSHALL"])
+        let succeededBefore = before.filter { $0.type == "payment.succeeded" }.count
+        #expect(succeededBefore < 400 && before.count < 1_000, "the flush must land mid-run")
+
+        let received = await events.wait(timeout: .seconds(180)) { Set($0.map(\.eventId)).count >= 1_000 }
+        var outcomes: [String: String] = [:]
+        for event in received { outcomes[event.eventId] = event.type }
+        #expect(outcomes.count == 1_000)
+        #expect(outcomes.values.filter { $0 == "payment.succeeded" }.count == 400)
+        #expect(received.filter { $0.type == "payment.failed" }.allSatisfy { $0.data["failure_code"] as? String == "limit_exceeded" })
+        let windows = LimitWindows(at: Date())
+        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: windows)
+        #expect(usage.day == 400_000)
+        let recorded = try await pool.withConnection {
+            try await LimitRecord.recorded(merchantId: merchant.merchantId, windows: windows, on: $0)
+        }
+        #expect(recorded.day == 400_000)
+        #expect(workers.contains { $0.log.contains("rebuilt limit counters") }, "a worker rebuilt them")
+        await events.close()
+        await redis.close()
+        await pool.close()
+    }
+
     @Test func theFleetRidesOutABrokerRestartMidFlight() async throws {
         let total = 3_000
         let pool = try TestEnvironment.postgres(size: 2)

@@ -176,10 +176,10 @@ extension EndToEnd {
         #expect(try await fleet.get(apiKey, "/api/v1/merchant").json["tier"] as? String == "business")
 
         let ip = "198.51.100.\(Int.random(in: 1...254))"
-        #expect(try await cli(["blacklist", "add", "--type", "ip", "--value", ip]).contains("blacklisted ip"))
+        #expect(try await cli(["risk", "add", "--type", "ip", "--value", ip]).contains("blacklisted ip"))
         let blocked = try await fleet.pay(apiKey, amount: 1_000, extra: ["customer": ["ip": ip]])
         #expect(blocked.json["code"] as? String == "risk_blocked")
-        #expect(try await cli(["blacklist", "remove", "--type", "ip", "--value", ip]).contains("removed ip"))
+        #expect(try await cli(["risk", "remove", "--type", "ip", "--value", ip]).contains("removed ip"))
 
         let routing = try await cli(["routing", "get"])
         #expect(routing.contains("\"default_mode\""))
@@ -259,4 +259,44 @@ extension EndToEnd {
         try await Fixtures.resetChannelStats()
     }
 }
+}
+
+/// Risk rules are fleet-wide settings: these tests change them, so they run alone, in the chaos
+/// phase of `deploy/local/test.sh` (its filter takes `FleetWide`).
+@Suite(.serialized, .enabled(if: RabbitMQControl.chaosTestsEnabled, "the chaos phase of deploy/local/test.sh"))
+struct FleetWideRiskRulesTests {
+    @Test func riskRulesSetByTheOperatorApplyToTheNextPayment() async throws {
+        let fleet = try await EndToEnd.RulebookEndToEndTests.Fleet.start()
+        defer { fleet.kill() }
+        let (_, apiKey) = try await fleet.merchant(tier: "premium")
+        func cli(_ arguments: [String]) async throws -> String {
+            let process = try FleetProcess("payfleet", arguments: arguments)
+            _ = await eventually(timeout: .seconds(30)) { !process.isRunning }
+            return process.log
+        }
+        func setRules(_ json: String) async throws -> String {
+            let file = NSTemporaryDirectory() + "risk-\(UUID().uuidString).json"
+            try Data(json.utf8).write(to: URL(fileURLWithPath: file))
+            return try await cli(["risk", "set-rules", file])
+        }
+
+        #expect(try await fleet.pay(apiKey, amount: 60_000).status == 201)
+        #expect(try await setRules(#"{"max_amount": {"USD": 50000}, "velocity_limit": 3, "velocity_window_seconds": 600}"#)
+            .contains("risk_rules version"))
+        #expect(try await cli(["risk", "rules"]).contains("\"velocity_limit\":3"))
+
+        let over = try await fleet.pay(apiKey, amount: 60_000)
+        #expect(over.status == 402 && over.json["code"] as? String == "risk_blocked", "the very next payment: \(over.status) \(over.json)")
+        #expect(try await fleet.pay(apiKey, amount: 50_000).status == 201, "at the maximum is fine")
+
+        let customer: [String: Any] = ["customer": ["id": "cus-\(UUID().uuidString.prefix(8))"]]
+        for _ in 0..<3 { #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201) }
+        let fourth = try await fleet.pay(apiKey, amount: 1_000, extra: customer)
+        #expect(fourth.status == 402 && fourth.json["code"] as? String == "risk_blocked", "the fourth in the window: \(fourth.json)")
+        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: ["customer": ["id": "someone-else"]]).status == 201)
+
+        #expect(try await setRules(#"{"velocity_limit": 0}"#).contains("velocity_limit: must be at least 1"), "a bad document is refused")
+        #expect(try await setRules("{}").contains("risk_rules version"))
+        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201, "rules removed: the customer pays again")
+    }
 }

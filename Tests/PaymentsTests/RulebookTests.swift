@@ -254,3 +254,26 @@ import Testing
         }
     }
 }
+
+/// The configuration documents' JSON: what an operator writes.
+@Suite struct ConfigurationDocumentTests {
+    @Test func riskRulesReadAsOperatorsWriteThem() throws {
+        let rules = try JSONDecoder().decode(RiskRules.self, from: Data(#"{"max_amount": {"USD": 500000}, "velocity_limit": 10}"#.utf8))
+        #expect(rules == RiskRules(maxAmount: [.USD: 500_000], velocityLimit: 10, velocityWindowSeconds: 3_600))
+        #expect(try JSONDecoder().decode(RiskRules.self, from: Data("{}".utf8)) == RiskRules())
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(RiskRules.self, from: Data(#"{"max_amount": {"XXX": 1}}"#.utf8)) }
+        let bad = RiskRules(maxAmount: [.EUR: 0], velocityLimit: 0, velocityWindowSeconds: 0)
+        #expect(bad.validationErrors.map(\.field) == ["max_amount.EUR", "velocity_limit", "velocity_window_seconds"])
+        #expect(rules.validationErrors.isEmpty)
+    }
+
+    @Test func fxRatesOverTheDefaults() throws {
+        let table = try JSONDecoder().decode(FXTable.self, from: Data(#"{"usd_per_major_scaled": {"EUR": 200000000}}"#.utf8))
+        let merged = table.overDefaults()
+        #expect(merged.usdPerMajorScaled[.EUR] == 200_000_000)
+        #expect(merged.usdPerMajorScaled[.GBP] == FXTable.defaults.usdPerMajorScaled[.GBP])
+        #expect(Set(merged.usdPerMajorScaled.keys) == Set(Currency.allCases), "every currency has a rate")
+        #expect(merged.convert(100, from: .EUR, to: .USD) == 200)
+        #expect(FXTable(usdPerMajorScaled: [.JPY: -1]).validationErrors.map(\.field) == ["usd_per_major_scaled.JPY"])
+    }
+}

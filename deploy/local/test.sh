@@ -14,8 +14,9 @@
 #   5. swift test --skip-build with the arguments given;
 #   (also: topology/check.py validates the JSON Schemas and AsyncAPI document)
 #   6. on a full run (no arguments) that passed, the chaos phase: tests that
-#      restart the broker, alone: PAYFLEET_CHAOS_TESTS=1 swift test --skip-build
-#      --filter Chaos (PAYFLEET_CHAOS_FILTER; PAYFLEET_SKIP_CHAOS=1 skips it);
+#      restart the broker, flush Redis or change fleet-wide settings, alone:
+#      PAYFLEET_CHAOS_TESTS=1 swift test --skip-build --filter '[Cc]haos|FleetWide'
+#      (PAYFLEET_CHAOS_FILTER; PAYFLEET_SKIP_CHAOS=1 skips it);
 #   7. stops the test stack whatever happened (its logs stay in
 #      .state/test/logs until the next run) and exits with swift test's status.
 #
@@ -48,7 +49,7 @@ EPMD_PORT=${PAYFLEET_TEST_EPMD_PORT:-4370}
 PG_PORT=${PAYFLEET_TEST_PG_PORT:-5433}
 REDIS_PORT=${PAYFLEET_TEST_REDIS_PORT:-6380}
 NODE=payfleet-test@localhost
-CHAOS_FILTER=${PAYFLEET_CHAOS_FILTER:-[Cc]haos}
+CHAOS_FILTER=${PAYFLEET_CHAOS_FILTER:-[Cc]haos|FleetWide}
 STARTED=$SECONDS
 
 # shellcheck disable=SC2317 # called by the EXIT trap
