@@ -185,15 +185,15 @@ import json, sys
 routing, limits, rb = map(float, sys.argv[1:4])
 lookups = json.loads(sys.argv[4])
 print()
-print(f"| {'rulebook':<58} | {'per second':>10} | {'p50 ms':>7} | {'p99 ms':>7} | {'ratio':<18} |")
-print(f"|{'-'*60}|{'-'*12}|{'-'*9}|{'-'*9}|{'-'*20}|")
-print(f"| {'routing decisions (library alone, one thread)':<58} | {routing:>10,.0f} | {'':>7} | {'':>7} | {'':<18} |")
-print(f"| {'redis-benchmark: EVAL of the reserve script (16 clients)':<58} | {rb:>10,.0f} | {'':>7} | {'':>7} | {'1.00 (baseline)':<18} |")
-print(f"| {'limit reservations through LimitLedger (16 in flight)':<58} | {limits:>10,.0f} | {'':>7} | {'':>7} | {f'{limits / rb:.2f} of redis-benchmark':<18} |")
+print(f"| {'rulebook':<58} | {'per second':>10} | {'p50 ms':>7} | {'p99 ms':>7} | {'ratio':<24} |")
+print(f"|{'-'*60}|{'-'*12}|{'-'*9}|{'-'*9}|{'-'*26}|")
+print(f"| {'routing decisions (library alone, one thread)':<58} | {routing:>10,.0f} | {'':>7} | {'':>7} | {'':<24} |")
+print(f"| {'redis-benchmark: EVAL of the reserve script (16 clients)':<58} | {rb:>10,.0f} | {'':>7} | {'':>7} | {'1.00 (baseline)':<24} |")
+print(f"| {'limit reservations through LimitLedger (16 in flight)':<58} | {limits:>10,.0f} | {'':>7} | {'':>7} | {f'{limits / rb:.2f} of redis-benchmark':<24} |")
 for kind in ("cached", "uncached"):
     p = lookups[kind]
     name = "merchant lookup, " + ("Redis cache hit" if kind == "cached" else "PostgreSQL (no cache)")
-    print(f"| {name:<58} | {'':>10} | {p['p50']:>7.2f} | {p['p99']:>7.2f} | {'':<18} |")
+    print(f"| {name:<58} | {'':>10} | {p['p50']:>7.2f} | {p['p99']:>7.2f} | {'':<24} |")
 c, u = lookups["cached"]["p50"], lookups["uncached"]["p50"]
 print(f"\nmerchant lookup: the cache answers in {c / u:.2f} of the database's time (p50)")
 PY

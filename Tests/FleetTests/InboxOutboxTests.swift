@@ -119,6 +119,30 @@ import Testing
         await harness.close()
     }
 
+    @Test func aRerunPreparesOutsideTheTransactionThenRunsAgainAtOnce() async throws {
+        let harness = try await RuntimeHarness(maxRetries: 1)
+        let once = harness.command(account: TestEnvironment.unique("rerun-once"))
+        let always = harness.command(account: TestEnvironment.unique("always-rerun"))
+        let parked = try await EventSubscriber(exchange: Exchanges.parking, bindingKey: "")
+        try await harness.send(once)
+        try await harness.send(always)
+        #expect(try await eventually(timeout: .seconds(30)) { try await harness.effects(account: once.data.account).count == 1 })
+        #expect(try await harness.effects(account: once.data.account).first?.attempt == 0, "run again at once, not redelivered")
+        func prepared(_ id: String) async throws -> [Int] {
+            try await harness.pool.query("SELECT attempt FROM fleet_test_prepared WHERE command_id = $1 ORDER BY attempt", [id])
+                .rows.map { try $0.int("attempt") }
+        }
+        #expect(try await prepared(once.id) == [0])
+
+        // Bounded: three reruns per delivery, then the delay queue, then parked.
+        let found = await parked.wait(timeout: .seconds(30)) { $0.contains { $0.eventId == always.id } }
+        #expect(found.contains { $0.eventId == always.id })
+        #expect(try await prepared(always.id) == [0, 0, 0, 1, 1, 1])
+        #expect(try await harness.effects(account: always.data.account).isEmpty)
+        await parked.close()
+        await harness.close()
+    }
+
     @Test func aFailingHandlerRollsBackItsEffectAndInboxRow() async throws {
         let harness = try await RuntimeHarness(maxRetries: 0)
         let parked = try await EventSubscriber(exchange: Exchanges.parking, bindingKey: "")

@@ -16,9 +16,12 @@ struct LedgerPost: Codable, Sendable, Equatable {
 /// A handler whose effect is a row in `fleet_test_effects`, so tests can count effects.
 /// Its behaviour per attempt is scripted by the account name:
 /// `retry-once` asks for a retry on the first attempt; `always-retry` always does;
-/// `throw-after-write` writes its effect and then fails (the transaction must roll back).
+/// `throw-after-write` writes its effect and then fails (the transaction must roll back);
+/// `rerun-once` asks to be run again after a preparation (recorded in `fleet_test_prepared`) until
+/// one happened; `always-rerun` always does.
 struct LedgerHandler: CommandHandler {
     let commandType = "ledger.post"
+    let pool: PostgresPool
 
     func parse(_ data: JSONValue) -> Result<LedgerPost, ValidationFailure> {
         guard case .object(let object) = data, case .string(let account)? = object["account"] else {
@@ -34,6 +37,17 @@ struct LedgerHandler: CommandHandler {
         let account = command.payload.account
         if account.hasPrefix("retry-once"), command.attempt == 0 { return .retryLater("scripted retry") }
         if account.hasPrefix("always-retry") { return .retryLater("scripted failure") }
+        if account.hasPrefix("rerun-once") || account.hasPrefix("always-rerun") {
+            let prepared = try await tx.query("SELECT count(*) AS n FROM fleet_test_prepared WHERE command_id = $1", [command.id])
+                .rows[0].int("n")
+            if prepared == 0 || account.hasPrefix("always-rerun") {
+                let pool = self.pool
+                return .rerun("scripted rerun") {
+                    _ = try await pool.query("INSERT INTO fleet_test_prepared (command_id, attempt) VALUES ($1, $2)",
+                                             [command.id, command.attempt])
+                }
+            }
+        }
         // Written at once (not as an effect) so that a failure after it must roll it back.
         _ = try await tx.query("INSERT INTO fleet_test_effects (command_id, account, amount, attempt) VALUES ($1, $2, $3, $4)",
                                [command.id, account, command.payload.amount, command.attempt])
@@ -64,6 +78,7 @@ final class RuntimeHarness: Sendable {
         _ = try await pool.query("""
             CREATE TABLE IF NOT EXISTS fleet_test_effects (command_id text, account text, amount bigint, attempt int)
             """, [])
+        _ = try await pool.query("CREATE TABLE IF NOT EXISTS fleet_test_prepared (command_id text, attempt int)", [])
         let topology = try TopologyFile.load(explicitPath: TestEnvironment.topologyPath)
         publisher = try await TestEnvironment.amqp("harness publisher")
         try await publisher.declare(topology)
@@ -73,7 +88,7 @@ final class RuntimeHarness: Sendable {
         relay = OutboxRelay(pool: pool, publisher: publisher, logger: TestEnvironment.logger)
         worker = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
                                retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, logger: TestEnvironment.logger)
-            .handling(LedgerHandler())
+            .handling(LedgerHandler(pool: pool))
         let worker = self.worker, relay = self.relay
         task = Task { try? await worker.run() }
         relayTask = Task { try? await relay.run() }
