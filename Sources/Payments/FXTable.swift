@@ -25,6 +25,12 @@ public struct FXTable: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey { case usdPerMajorScaled = "usd_per_major_scaled" }
 
+    /// `{}` is a table with no configured rates (the defaults apply).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        usdPerMajorScaled = try container.decodeIfPresent([Currency: Int64].self, forKey: .usdPerMajorScaled) ?? [:]
+    }
+
     /// This table over the defaults: a configured rate wins, every other currency keeps its default.
     public func overDefaults() -> FXTable {
         FXTable(usdPerMajorScaled: Self.defaults.usdPerMajorScaled.merging(usdPerMajorScaled) { $1 })

@@ -13,23 +13,29 @@ extension EndToEnd {
 
     /// A running worker and ingress, and helpers to call the API as an admin or a merchant.
     struct Fleet {
-        let worker: FleetProcess
+        let workers: [FleetProcess]
         let ingress: FleetProcess
         let base: String
+        var worker: FleetProcess { workers[0] }
 
-        static func start() async throws -> Fleet {
-            let healthPort = FleetProcess.freePort(), httpPort = FleetProcess.freePort()
-            let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(healthPort)"])
+        /// An ingress and `workers` authorize replicas.
+        static func start(workers count: Int = 1) async throws -> Fleet {
+            let httpPort = FleetProcess.freePort()
+            var workers: [(FleetProcess, Int)] = []
+            for _ in 0..<count {
+                let healthPort = FleetProcess.freePort()
+                workers.append((try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(healthPort)"]), healthPort))
+            }
             let ingress = try FleetProcess("payfleet-ingress", environment: ["PAYFLEET_HTTP_PORT": "\(httpPort)",
                                                                             "PAYFLEET_ADMIN_TOKEN": adminToken])
-            try await worker.waitUntilReady(port: healthPort)
+            for (worker, port) in workers { try await worker.waitUntilReady(port: port) }
             try await ingress.waitUntilReady(port: httpPort)
-            return Fleet(worker: worker, ingress: ingress, base: "http://127.0.0.1:\(httpPort)")
+            return Fleet(workers: workers.map(\.0), ingress: ingress, base: "http://127.0.0.1:\(httpPort)")
         }
 
         func kill() {
             ingress.stop()
-            worker.stop()
+            for worker in workers { worker.stop() }
         }
 
         func admin(_ method: String, _ path: String, _ body: Any? = nil) async throws -> HTTP.Reply {
@@ -110,27 +116,32 @@ extension EndToEnd {
         await pool.close()
     }
 
-    @Test func aBlacklistEntryBlocksTheNextPaymentAndItsRemovalLetsItThrough() async throws {
-        let fleet = try await Fleet.start()
+    /// Two worker replicas: each of the payments right after the write, whichever replica takes
+    /// it, sees the entry (the cached "not listed" answer was invalidated), and after the removal
+    /// none does.
+    @Test func aBlacklistEntryBlocksTheNextPaymentOnEveryReplicaAndItsRemovalLetsItThrough() async throws {
+        let fleet = try await Fleet.start(workers: 2)
         defer { fleet.kill() }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "business")
         let email = "fraud-\(UUID().uuidString.prefix(6))@example.com"
         let customer = ["customer": ["id": "cus_1", "email": email.uppercased()]]
-        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201)
+        for _ in 0..<4 { #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201, "cached as not listed") }
         #expect(try await fleet.admin("POST", "/api/v1/admin/risk/blacklist", ["type": "email", "value": email]).status == 201)
         #expect(try await fleet.admin("POST", "/api/v1/admin/risk/blacklist", ["type": "planet", "value": "mars"]).status == 400)
 
-        let blocked = try await fleet.pay(apiKey, amount: 1_000, extra: customer)
-        #expect(blocked.status == 402 && blocked.json["code"] as? String == "risk_blocked")
+        for _ in 0..<4 {
+            let blocked = try await fleet.pay(apiKey, amount: 1_000, extra: customer)
+            #expect(blocked.status == 402 && blocked.json["code"] as? String == "risk_blocked")
+        }
         let pool = try TestEnvironment.postgres(size: 1)
         let events = try await pool.query("SELECT rule FROM risk_events WHERE merchant_id = $1", [merchantId])
-        #expect(try events.rows.map { try $0.string("rule") } == ["blacklist.email"])
+        #expect(try events.rows.map { try $0.string("rule") } == Array(repeating: "blacklist.email", count: 4))
         // A blocked payment reserved nothing.
-        #expect((try await fleet.get(apiKey, "/api/v1/merchant/limits").json["daily"] as? [String: Any])?["used"] as? Int == 1_000)
+        #expect((try await fleet.get(apiKey, "/api/v1/merchant/limits").json["daily"] as? [String: Any])?["used"] as? Int == 4_000)
 
         #expect(try await fleet.admin("DELETE", "/api/v1/admin/risk/blacklist", ["type": "email", "value": email]).status == 204)
         #expect(try await fleet.admin("DELETE", "/api/v1/admin/risk/blacklist", ["type": "email", "value": email]).status == 404)
-        #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201)
+        for _ in 0..<4 { #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201) }
         await pool.close()
     }
 
@@ -261,10 +272,10 @@ extension EndToEnd {
 }
 }
 
-/// Risk rules are fleet-wide settings: these tests change them, so they run alone, in the chaos
-/// phase of `deploy/local/test.sh` (its filter takes `FleetWide`).
+/// Risk rules and FX rates are fleet-wide settings: these tests change them, so they run alone, in
+/// the chaos phase of `deploy/local/test.sh` (its filter takes `FleetWide`).
 @Suite(.serialized, .enabled(if: RabbitMQControl.chaosTestsEnabled, "the chaos phase of deploy/local/test.sh"))
-struct FleetWideRiskRulesTests {
+struct FleetWideSettingsTests {
     @Test func riskRulesSetByTheOperatorApplyToTheNextPayment() async throws {
         let fleet = try await EndToEnd.RulebookEndToEndTests.Fleet.start()
         defer { fleet.kill() }
@@ -298,5 +309,33 @@ struct FleetWideRiskRulesTests {
         #expect(try await setRules(#"{"velocity_limit": 0}"#).contains("velocity_limit: must be at least 1"), "a bad document is refused")
         #expect(try await setRules("{}").contains("risk_rules version"))
         #expect(try await fleet.pay(apiKey, amount: 1_000, extra: customer).status == 201, "rules removed: the customer pays again")
+    }
+
+    @Test func fxRatesSetByTheOperatorReachTheRunningWorkersLimitChecks() async throws {
+        let fleet = try await EndToEnd.RulebookEndToEndTests.Fleet.start()
+        defer { fleet.kill() }
+        // Business: multi-currency, single limit 50,000 USD cents. 400.00 EUR is 43,200 at the default 1.08.
+        let (_, apiKey) = try await fleet.merchant(tier: "business")
+        func setRates(_ json: String) throws -> FleetProcess {
+            let file = NSTemporaryDirectory() + "fx-\(UUID().uuidString).json"
+            try Data(json.utf8).write(to: URL(fileURLWithPath: file))
+            return try FleetProcess("payfleet", arguments: ["fx", "set", file])
+        }
+        #expect(try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").status == 201)
+        let set = try setRates(#"{"usd_per_major_scaled": {"EUR": 200000000}}"#)
+        _ = await eventually(timeout: .seconds(30)) { !set.isRunning }
+        #expect(set.log.contains("fx version"), "\(set.log)")
+        // 400.00 EUR at 2.00 is 80,000: over the single limit, once the worker re-read the rates.
+        let refused = try await eventually(timeout: .seconds(10), every: .seconds(1)) {
+            try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").json["code"] as? String == "limit_exceeded"
+        }
+        #expect(refused, "the new rate reached the worker")
+        let reset = try setRates("{}")
+        _ = await eventually(timeout: .seconds(30)) { !reset.isRunning }
+        #expect(reset.log.contains("fx version"), "\(reset.log)")
+        let accepted = try await eventually(timeout: .seconds(10), every: .seconds(1)) {
+            try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").status == 201
+        }
+        #expect(accepted, "back to the defaults")
     }
 }

@@ -274,6 +274,7 @@ import Testing
         #expect(merged.usdPerMajorScaled[.GBP] == FXTable.defaults.usdPerMajorScaled[.GBP])
         #expect(Set(merged.usdPerMajorScaled.keys) == Set(Currency.allCases), "every currency has a rate")
         #expect(merged.convert(100, from: .EUR, to: .USD) == 200)
+        #expect(try JSONDecoder().decode(FXTable.self, from: Data("{}".utf8)).overDefaults() == .defaults)
         #expect(FXTable(usdPerMajorScaled: [.JPY: -1]).validationErrors.map(\.field) == ["usd_per_major_scaled.JPY"])
     }
 }
