@@ -77,6 +77,28 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// Runs several scripts in one round trip (pipelined `EVALSHA`s, each atomic on its own; not
+    /// a transaction across them). Those the server had lost (`NOSCRIPT`) did not run and are sent
+    /// again with their source. The first error reply of a script is thrown after all ran.
+    public func eval(_ calls: [RedisScriptCall]) async throws -> [RedisValue] {
+        func tail(_ call: RedisScriptCall) -> [[UInt8]] {
+            [Array(String(call.keys.count).utf8)] + call.keys.map { Array($0.utf8) } + call.args.map { Array($0.utf8) }
+        }
+        var shas: [String] = []
+        for call in calls {
+            if let cached = scriptSHAs.withLock({ $0[call.script.source] }) { shas.append(cached) } else { shas.append(try await load(call.script)) }
+        }
+        var replies = try await pipeline(bytes: calls.indices.map { [Array("EVALSHA".utf8), Array(shas[$0].utf8)] + tail(calls[$0]) })
+        let missing = replies.indices.filter { if case .error(let message) = replies[$0] { RedisError(message: message).isNoScript } else { false } }
+        if !missing.isEmpty {
+            logger.debug("redis scripts missing on server (NOSCRIPT); sending their source again", metadata: ["count": "\(missing.count)"])
+            let again = try await pipeline(bytes: missing.map { [Array("EVAL".utf8), Array(calls[$0].script.source.utf8)] + tail(calls[$0]) })
+            for (index, reply) in zip(missing, again) { replies[index] = reply }
+        }
+        for reply in replies { if case .error(let message) = reply { throw RedisError(message: message) } }
+        return replies
+    }
+
     /// Loads `script` on the server (`SCRIPT LOAD`), caches and returns its SHA1.
     @discardableResult
     public func load(_ script: RedisScript) async throws -> String {

@@ -7,3 +7,16 @@ public struct RedisScript: Sendable, Hashable {
         self.source = source
     }
 }
+
+/// One run of a script, for `RedisClient.eval(_:)`, which sends several in one round trip.
+public struct RedisScriptCall: Sendable {
+    public let script: RedisScript
+    public let keys: [String]
+    public let args: [String]
+
+    public init(_ script: RedisScript, keys: [String], args: [String]) {
+        self.script = script
+        self.keys = keys
+        self.args = args
+    }
+}

@@ -78,7 +78,12 @@ public struct CacheAside: Sendable {
 
     /// One entry: from the cache, or else from `load` (then cached; nil is not cached).
     public func value(_ key: String, ttl: TTL, load: () async throws -> String?) async throws -> String? {
-        let read = await read([key])?.first
+        try await value(from: await read([key])?.first, ttl: ttl, load: load)
+    }
+
+    /// One entry from a `read` already made (with others, in one round trip); nil when the cache
+    /// was unreachable. A miss loads and fills as `value` does.
+    public func value(from read: Read?, ttl: TTL, load: () async throws -> String?) async throws -> String? {
         if let cached = read?.value { return cached }
         guard let loaded = try await load() else { return nil }
         if let read { await fill(read, with: loaded, ttl: ttl) }

@@ -64,11 +64,16 @@ public struct ChannelStatsStore: Sendable {
 
     /// Records one real outcome of `channel`; opens its circuit when the window says so.
     public func record(_ channel: String, success: Bool, at now: Date = Date()) async throws {
+        _ = try await redis.eval([recordCall(channel, success: success, at: now)])
+    }
+
+    /// `record` as a script call, to send with others in one round trip.
+    public func recordCall(_ channel: String, success: Bool, at now: Date = Date()) -> RedisScriptCall {
         let window = windowKeys(channel, at: now)
-        _ = try await redis.eval(Self.recordScript, keys: [window[0], Self.openKey(channel)] + window,
-                                 args: [success ? "1" : "0", String(buckets * bucketSeconds + bucketSeconds),
-                                        String(ChannelRouter.circuitMinimumAttempts), String(Int(ChannelRouter.circuitThreshold * 100)),
-                                        String(Int(CircuitBreaker.openFor * 1000))])
+        return RedisScriptCall(Self.recordScript, keys: [window[0], Self.openKey(channel)] + window,
+                               args: [success ? "1" : "0", String(buckets * bucketSeconds + bucketSeconds),
+                                      String(ChannelRouter.circuitMinimumAttempts), String(Int(ChannelRouter.circuitThreshold * 100)),
+                                      String(Int(CircuitBreaker.openFor * 1000))])
     }
 
     /// The window's stats of every channel, and the channels whose circuit is open now.

@@ -67,8 +67,18 @@ public struct Configuration: Sendable {
     /// The risk policy for a payment: the rules, and which of its candidate entries are blacklisted.
     /// One cache round trip when everything is cached; misses load through `connection` in one query.
     public func riskPolicy(for candidates: [BlacklistEntry], on connection: PostgresConnection) async throws -> RiskPolicy {
-        let keys = candidates.map(Self.blacklistKey)
-        let reads = await cache.read([Self.settingKey(SettingsDocument<RiskRules>.riskRules.name)] + keys)
+        try await riskPolicy(for: candidates, reads: await cache.read(riskKeys(for: candidates)), on: connection)
+    }
+
+    /// The cache keys a payment's risk check reads: the rules, then each candidate's entry.
+    public func riskKeys(for candidates: [BlacklistEntry]) -> [String] {
+        [Self.settingKey(SettingsDocument<RiskRules>.riskRules.name)] + candidates.map(Self.blacklistKey)
+    }
+
+    /// `riskPolicy` from reads of `riskKeys` already made (with others, in one round trip; nil
+    /// when the cache was unreachable).
+    public func riskPolicy(for candidates: [BlacklistEntry], reads: [CacheAside.Read]?, on connection: PostgresConnection) async throws
+        -> RiskPolicy {
         let rules: RiskRules
         if let entry = reads?[0].value {
             rules = try decode(.riskRules, entry).value

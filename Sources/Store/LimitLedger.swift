@@ -158,8 +158,19 @@ public struct LimitLedger: Sendable {
     /// (released, or lost with Redis: then the rebuild counted the payment).
     @discardableResult
     public func commit(merchantId: String, reservationKey: String, amount: Int64, captureKey: String? = nil) async throws -> Int64? {
-        let reply = try await redis.eval(Self.commitScript, keys: [Self.reservationKey(merchantId, reservationKey)],
-                                         args: [String(amount), captureKey ?? reservationKey])
+        let replies = try await redis.eval([commitCall(merchantId: merchantId, reservationKey: reservationKey, amount: amount,
+                                                       captureKey: captureKey)])
+        return try Self.captured(replies[0], reservationKey: reservationKey)
+    }
+
+    /// `commit` as a script call, to send with others in one round trip; read its reply with `captured`.
+    public func commitCall(merchantId: String, reservationKey: String, amount: Int64, captureKey: String? = nil) -> RedisScriptCall {
+        RedisScriptCall(Self.commitScript, keys: [Self.reservationKey(merchantId, reservationKey)],
+                        args: [String(amount), captureKey ?? reservationKey])
+    }
+
+    /// What a commit's reply says: the captured total, or nil when the reservation is not held.
+    public static func captured(_ reply: RedisValue, reservationKey: String) throws -> Int64? {
         guard let captured = reply.int else { throw LedgerError.unexpectedReply("\(reply)") }
         if captured == -2 { throw LedgerError.overCapture(reservationKey) }
         return captured >= 0 ? captured : nil

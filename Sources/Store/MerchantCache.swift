@@ -21,7 +21,15 @@ public struct MerchantCache: Sendable {
 
     /// The merchant, from the cache or else from `load` (then cached).
     public func merchant(id: String, load: () async throws -> Merchant?) async throws -> Merchant? {
-        let text = try await cache.value(Self.key(id), ttl: ttl) {
+        try await merchant(id: id, read: await cache.read([Self.key(id)])?.first, load: load)
+    }
+
+    /// The cache key to read, with others in one round trip, for `merchant(id:read:load:)`.
+    public static func cacheKey(_ merchantId: String) -> String { key(merchantId) }
+
+    /// The merchant from a cache read already made (nil: the cache was unreachable), or else from `load`.
+    public func merchant(id: String, read: CacheAside.Read?, load: () async throws -> Merchant?) async throws -> Merchant? {
+        let text = try await cache.value(from: read, ttl: ttl) {
             guard let merchant = try await load() else { return nil }
             return try StoreJSON.encode(Entry(merchant: merchant, limitOverrides: merchant.limitOverrides))
         }

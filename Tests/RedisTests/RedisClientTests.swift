@@ -112,6 +112,25 @@ struct RedisClientTests {
         await redis.close()
     }
 
+    @Test("several scripts in one round trip: each runs once, even after SCRIPT FLUSH; an error is thrown")
+    func pipelinedScripts() async throws {
+        let logs = LogRecorder()
+        let redis = try Self.makeClient(poolSize: 1, logs: logs)
+        let p = Self.prefix()
+        let incr = RedisScript("-- \(p) incr\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+        let append = RedisScript("-- \(p) append\nreturn redis.call('APPEND', KEYS[1], ARGV[1])")
+        let calls = [RedisScriptCall(incr, keys: [p + "n"], args: ["2"]), RedisScriptCall(append, keys: [p + "s"], args: ["ab"])]
+        #expect(try await redis.eval(calls) == [.integer(2), .integer(2)])
+        _ = try await redis.command(["SCRIPT", "FLUSH"])
+        #expect(try await redis.eval(calls) == [.integer(4), .integer(4)], "lost scripts ran once, from their source")
+        #expect(logs.contains("NOSCRIPT"))
+        let failing = RedisScript("-- \(p) fail\nreturn redis.error_reply('scripted failure')")
+        await #expect(throws: RedisError.self) { try await redis.eval([calls[0], RedisScriptCall(failing, keys: [], args: [])]) }
+        #expect(try await redis.command(["GET", p + "n"]) == .bulk(Array("6".utf8)), "the other script of the round trip ran")
+        _ = try await redis.command(["DEL", p + "n", p + "s"])
+        await redis.close()
+    }
+
     @Test("a pipeline of 100 INCRs returns 1...100 in order")
     func pipelineOfIncrements() async throws {
         let redis = try Self.makeClient()

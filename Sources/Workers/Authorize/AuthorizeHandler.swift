@@ -56,7 +56,12 @@ public struct AuthorizeHandler: CommandHandler {
 
     public func handle(_ command: Command<PaymentRequest>, in tx: PostgresConnection) async throws -> Outcome {
         let request = command.payload
-        guard let merchant = try await merchantCache.merchant(id: command.merchantId, load: {
+        // One cache round trip for the merchant, the risk rules and every blacklist candidate.
+        let candidates = [(BlacklistType.customerId, request.customer?.id), (.email, request.customer?.email),
+                          (.ip, request.customer?.ip), (.country, request.country)]
+            .compactMap { type, value in value.map { BlacklistEntry(type: type, value: $0) } }
+        let reads = await merchantCache.cache.read([MerchantCache.cacheKey(command.merchantId)] + configuration.riskKeys(for: candidates))
+        guard let merchant = try await merchantCache.merchant(id: command.merchantId, read: reads?.first, load: {
             try await merchants.find(id: command.merchantId, on: tx)
         }) else {
             return .rejected(code: "merchant_not_found", message: "no merchant \(TextRules.forLog(command.merchantId, limit: 64))")
@@ -93,10 +98,7 @@ public struct AuthorizeHandler: CommandHandler {
         }
         // Risk before anything is reserved. The rules and blacklist are read through the shared
         // cache, which a write invalidates: an entry applies to the very next payment on every replica.
-        let candidates = [(BlacklistType.customerId, request.customer?.id), (.email, request.customer?.email),
-                          (.ip, request.customer?.ip), (.country, request.country)]
-            .compactMap { type, value in value.map { BlacklistEntry(type: type, value: $0) } }
-        let policy = try await configuration.riskPolicy(for: candidates, on: tx)
+        let policy = try await configuration.riskPolicy(for: candidates, reads: reads.map { Array($0.dropFirst()) }, on: tx)
         var verdict = policy.evaluate(request)
         if verdict == .allow, let limit = policy.rules.velocityLimit, let customerId = request.customer?.id {
             let recent = try await velocity.count(merchantId: merchant.merchantId, customerId: customerId,
@@ -135,21 +137,26 @@ public struct AuthorizeHandler: CommandHandler {
 
         let channelOutcome = SandboxChannel.outcome(channel: channel, amount: request.amount, paymentNo: paymentNo)
         switch channelOutcome {
-        case .succeeded, .pending: try await channelStats.record(channel, success: true, at: now)
-        case .declined, .transientError: try await channelStats.record(channel, success: false, at: now)
-        }
-        switch channelOutcome {
         case .succeeded(let reference):
-            try await ledger.commit(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, amount: amountBase)
+            // The channel's outcome and the commit of the reservation, in one round trip.
+            let replies = try await ledger.redis.eval([
+                channelStats.recordCall(channel, success: true, at: now),
+                ledger.commitCall(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, amount: amountBase),
+            ])
+            _ = try LimitLedger.captured(replies[1], reservationKey: command.idempotencyKey)
             return try finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
         case .pending(let reference):
+            try await channelStats.record(channel, success: true, at: now)
             return try finish(.pending, fee: decision.estimatedFee ?? 0, reference: reference)
         case .declined:
+            try await channelStats.record(channel, success: false, at: now)
             try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, windows: windows)
             return try finish(.failed, failure: .channelDeclined, message: "\(channel) declined the payment")
         case .transientError where !command.isFinalAttempt:
+            try await channelStats.record(channel, success: false, at: now)
             return .retryLater("\(channel) had a transient error")
         case .transientError:
+            try await channelStats.record(channel, success: false, at: now)
             try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, windows: windows)
             return try finish(.failed, failure: .channelError,
                                     message: "\(channel) kept failing after \(command.attempt) retries")
