@@ -38,6 +38,20 @@ extension EndToEnd {
             for worker in workers { worker.stop() }
         }
 
+        /// Runs the operator's CLI to its end; returns what it printed.
+        static func cli(_ arguments: [String]) async throws -> String {
+            let process = try FleetProcess("payfleet", arguments: arguments)
+            _ = await eventually(timeout: .seconds(30)) { !process.isRunning }
+            return process.log
+        }
+
+        /// `payfleet <arguments> <file>` with `json` written to a new file.
+        static func cli(_ arguments: [String], file json: String) async throws -> String {
+            let file = NSTemporaryDirectory() + "payfleet-\(UUID().uuidString).json"
+            try Data(json.utf8).write(to: URL(fileURLWithPath: file))
+            return try await cli(arguments + [file])
+        }
+
         func admin(_ method: String, _ path: String, _ body: Any? = nil) async throws -> HTTP.Reply {
             try await HTTP.request(method, base + path, headers: ["Authorization": "Bearer \(adminToken)", "Content-Type": "application/json"],
                                    body: body.map { try! JSONSerialization.data(withJSONObject: $0) })
@@ -177,11 +191,7 @@ extension EndToEnd {
         let fleet = try await Fleet.start()
         defer { fleet.kill() }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
-        func cli(_ arguments: [String]) async throws -> String {
-            let process = try FleetProcess("payfleet", arguments: arguments)
-            _ = await eventually(timeout: .seconds(30)) { !process.isRunning }
-            return process.log
-        }
+        let cli: ([String]) async throws -> String = { try await Fleet.cli($0) }
         #expect(try await cli(["merchant", "tier", merchantId, "--tier", "business", "--reason", "cli test", "--operator", "ops"])
             .contains("is now business"))
         #expect(try await fleet.get(apiKey, "/api/v1/merchant").json["tier"] as? String == "business")
@@ -194,9 +204,8 @@ extension EndToEnd {
 
         let routing = try await cli(["routing", "get"])
         #expect(routing.contains("\"default_mode\""))
-        let bad = NSTemporaryDirectory() + "routing-\(UUID().uuidString).json"
-        try Data(#"{"default_mode":"balanced","channels":[]}"#.utf8).write(to: URL(fileURLWithPath: bad))
-        #expect(try await cli(["routing", "set", bad]).contains("channels: must name at least one channel"))
+        #expect(try await Fleet.cli(["routing", "set"], file: #"{"default_mode":"balanced","channels":[]}"#)
+            .contains("channels: must name at least one channel"))
         #expect(try await fleet.pay(apiKey, amount: 1_000, extra: ["customer": ["ip": ip]]).status == 201)
     }
 
@@ -280,21 +289,13 @@ struct FleetWideSettingsTests {
         let fleet = try await EndToEnd.RulebookEndToEndTests.Fleet.start()
         defer { fleet.kill() }
         let (_, apiKey) = try await fleet.merchant(tier: "premium")
-        func cli(_ arguments: [String]) async throws -> String {
-            let process = try FleetProcess("payfleet", arguments: arguments)
-            _ = await eventually(timeout: .seconds(30)) { !process.isRunning }
-            return process.log
-        }
-        func setRules(_ json: String) async throws -> String {
-            let file = NSTemporaryDirectory() + "risk-\(UUID().uuidString).json"
-            try Data(json.utf8).write(to: URL(fileURLWithPath: file))
-            return try await cli(["risk", "set-rules", file])
-        }
+        typealias Fleet = EndToEnd.RulebookEndToEndTests.Fleet
+        func setRules(_ json: String) async throws -> String { try await Fleet.cli(["risk", "set-rules"], file: json) }
 
         #expect(try await fleet.pay(apiKey, amount: 60_000).status == 201)
         #expect(try await setRules(#"{"max_amount": {"USD": 50000}, "velocity_limit": 3, "velocity_window_seconds": 600}"#)
             .contains("risk_rules version"))
-        #expect(try await cli(["risk", "rules"]).contains("\"velocity_limit\":3"))
+        #expect(try await Fleet.cli(["risk", "rules"]).contains("\"velocity_limit\":3"))
 
         let over = try await fleet.pay(apiKey, amount: 60_000)
         #expect(over.status == 402 && over.json["code"] as? String == "risk_blocked", "the very next payment: \(over.status) \(over.json)")
@@ -316,23 +317,19 @@ struct FleetWideSettingsTests {
         defer { fleet.kill() }
         // Business: multi-currency, single limit 50,000 USD cents. 400.00 EUR is 43,200 at the default 1.08.
         let (_, apiKey) = try await fleet.merchant(tier: "business")
-        func setRates(_ json: String) throws -> FleetProcess {
-            let file = NSTemporaryDirectory() + "fx-\(UUID().uuidString).json"
-            try Data(json.utf8).write(to: URL(fileURLWithPath: file))
-            return try FleetProcess("payfleet", arguments: ["fx", "set", file])
+        func setRates(_ json: String) async throws -> String {
+            try await EndToEnd.RulebookEndToEndTests.Fleet.cli(["fx", "set"], file: json)
         }
         #expect(try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").status == 201)
-        let set = try setRates(#"{"usd_per_major_scaled": {"EUR": 200000000}}"#)
-        _ = await eventually(timeout: .seconds(30)) { !set.isRunning }
-        #expect(set.log.contains("fx version"), "\(set.log)")
+        let set = try await setRates(#"{"usd_per_major_scaled": {"EUR": 200000000}}"#)
+        #expect(set.contains("fx version"), "\(set)")
         // 400.00 EUR at 2.00 is 80,000: over the single limit, once the worker re-read the rates.
         let refused = try await eventually(timeout: .seconds(10), every: .seconds(1)) {
             try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").json["code"] as? String == "limit_exceeded"
         }
         #expect(refused, "the new rate reached the worker")
-        let reset = try setRates("{}")
-        _ = await eventually(timeout: .seconds(30)) { !reset.isRunning }
-        #expect(reset.log.contains("fx version"), "\(reset.log)")
+        let reset = try await setRates("{}")
+        #expect(reset.contains("fx version"), "\(reset)")
         let accepted = try await eventually(timeout: .seconds(10), every: .seconds(1)) {
             try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").status == 201
         }
