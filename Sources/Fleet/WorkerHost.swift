@@ -49,10 +49,10 @@ public enum WorkerHost {
         // entry, and every process notices the new version within a second.
         let configuration = Configuration(redis: redis)
         let routing = await HotSetting(name: "routing", initial: RoutingConfig.defaults, logger: logger,
-                                       version: { try await configuration.document(.routing, pool: pool).version },
+                                       version: { try await configuration.version(of: .routing, pool: pool) },
                                        load: { try await configuration.document(.routing, pool: pool) })
         let fx = await HotSetting(name: "fx", initial: FXTable.defaults, logger: logger,
-                                  version: { try await configuration.document(.fx, pool: pool).version },
+                                  version: { try await configuration.version(of: .fx, pool: pool) },
                                   load: {
                                       let (table, version) = try await configuration.document(.fx, pool: pool)
                                       return (table.overDefaults(), version)

@@ -24,14 +24,25 @@ public struct Configuration: Sendable {
     /// A document and its version (0: the defaults, none stored), loading through `connection` on a miss.
     public func document<Value>(_ document: SettingsDocument<Value>, on connection: PostgresConnection) async throws
         -> (value: Value, version: Int64) {
-        try decode(document, try await cachedEntry(document) { try await settings.raw(document.name, on: connection) })
+        try decode(document, try await cachedEntry(document, read: await cache.read([Self.settingKey(document.name)])?.first) {
+            try await settings.raw(document.name, on: connection)
+        })
     }
 
     /// A document and its version, taking a connection from `pool` only on a miss.
     public func document<Value>(_ document: SettingsDocument<Value>, pool: PostgresPool) async throws -> (value: Value, version: Int64) {
-        try decode(document, try await cachedEntry(document) {
+        try decode(document, try await cachedEntry(document, pool: pool))
+    }
+
+    /// Only a document's version, for polling: the cached entry is read, its JSON is not decoded.
+    public func version<Value>(of document: SettingsDocument<Value>, pool: PostgresPool) async throws -> Int64 {
+        try Self.split(document, try await cachedEntry(document, pool: pool)).version
+    }
+
+    private func cachedEntry<Value>(_ document: SettingsDocument<Value>, pool: PostgresPool) async throws -> String {
+        try await cachedEntry(document, read: await cache.read([Self.settingKey(document.name)])?.first) {
             try await pool.withConnection { try await settings.raw(document.name, on: $0) }
-        })
+        }
     }
 
     /// Validates and stores a document, then invalidates its cached entry. Returns the new version.
@@ -44,22 +55,28 @@ public struct Configuration: Sendable {
         return version
     }
 
-    /// The cached entry is `<version>\n<json>`; a document never stored is cached as its defaults, version 0.
-    private func cachedEntry<Value>(_ document: SettingsDocument<Value>,
+    /// The cached entry is `<version>\n<json>`; a document never stored is cached as its defaults,
+    /// version 0. `read`: the entry as already read (nil: the cache was unreachable).
+    private func cachedEntry<Value>(_ document: SettingsDocument<Value>, read: CacheAside.Read?,
                                     load: () async throws -> (json: String, version: Int64)?) async throws -> String {
-        let entry = try await cache.value(Self.settingKey(document.name), ttl: document.ttl) {
+        let entry = try await cache.value(from: read, ttl: document.ttl) {
             guard let stored = try await load() else { return "0\n" + (try StoreJSON.encode(document.defaults)) }
             return "\(stored.version)\n\(stored.json)"
         }
-        guard let entry else { throw LedgerError.unexpectedReply("no entry for setting \(document.name)") }
+        guard let entry else { throw ConfigurationError.malformedCacheEntry(document.name) }
         return entry
     }
 
-    private func decode<Value>(_ document: SettingsDocument<Value>, _ entry: String) throws -> (value: Value, version: Int64) {
+    private static func split<Value>(_ document: SettingsDocument<Value>, _ entry: String) throws -> (version: Int64, json: Substring) {
         guard let newline = entry.firstIndex(of: "\n"), let version = Int64(entry[..<newline]) else {
-            throw LedgerError.unexpectedReply("malformed cache entry for setting \(document.name)")
+            throw ConfigurationError.malformedCacheEntry(document.name)
         }
-        return (try StoreJSON.decode(Value.self, from: String(entry[entry.index(after: newline)...])), version)
+        return (version, entry[entry.index(after: newline)...])
+    }
+
+    private func decode<Value>(_ document: SettingsDocument<Value>, _ entry: String) throws -> (value: Value, version: Int64) {
+        let (version, json) = try Self.split(document, entry)
+        return (try StoreJSON.decode(Value.self, from: String(json)), version)
     }
 
     // MARK: - Risk
@@ -79,12 +96,9 @@ public struct Configuration: Sendable {
     /// when the cache was unreachable).
     public func riskPolicy(for candidates: [BlacklistEntry], reads: [CacheAside.Read]?, on connection: PostgresConnection) async throws
         -> RiskPolicy {
-        let rules: RiskRules
-        if let entry = reads?[0].value {
-            rules = try decode(.riskRules, entry).value
-        } else {
-            rules = try await document(.riskRules, on: connection).value
-        }
+        let rules = try decode(.riskRules, try await cachedEntry(.riskRules, read: reads?[0]) {
+            try await settings.raw(SettingsDocument<RiskRules>.riskRules.name, on: connection)
+        }).value
         var blacklisted: Set<BlacklistEntry> = []
         var missing: [Int] = []
         for index in candidates.indices {
@@ -115,5 +129,15 @@ public struct Configuration: Sendable {
         let removed = try await pool.withConnection { try await risk.remove(entry, on: $0) }
         try await cache.invalidate([Self.blacklistKey(entry)])
         return removed
+    }
+}
+
+/// The shared cache holds something for a setting that is not `<version>\n<json>`.
+public enum ConfigurationError: Error, CustomStringConvertible {
+    case malformedCacheEntry(String)
+    public var description: String {
+        switch self {
+        case .malformedCacheEntry(let name): "malformed cache entry for setting \(name)"
+        }
     }
 }

@@ -200,8 +200,13 @@ public struct LimitLedger: Sendable {
 
     /// What the merchant's current day and month windows have counted.
     public func usage(merchantId: String, windows: LimitWindows) async throws -> (day: Int64, month: Int64) {
-        let values = try await redis.pipeline(windowKeys(merchantId, windows).map { ["GET", $0] })
-        return (values[0].int ?? 0, values[1].int ?? 0)
+        try await usage(merchantIds: [merchantId], windows: windows)[0]
+    }
+
+    /// What several merchants' current windows have counted, in one round trip.
+    public func usage(merchantIds: [String], windows: LimitWindows) async throws -> [(day: Int64, month: Int64)] {
+        let values = try await redis.pipeline(merchantIds.flatMap { windowKeys($0, windows).map { ["GET", $0] } })
+        return merchantIds.indices.map { (values[2 * $0].int ?? 0, values[2 * $0 + 1].int ?? 0) }
     }
 
     /// Whether Redis holds the merchant's counters for `windows`' month.

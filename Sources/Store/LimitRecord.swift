@@ -86,9 +86,10 @@ extension LimitRecord {
                     """, [RiskStore.array(chunk), windows.dayStart, windows.monthStart, windows.monthEnd]).rows
                     .map { (try $0.string("merchant_id"), try $0.int64("day"), try $0.int64("month")) }
             }
+            let counters = try await ledger.usage(merchantIds: recorded.map(\.0), windows: windows)
             var ids: [String] = [], kinds: [String] = [], windowIds: [String] = [], used: [String] = [], durable: [String] = []
-            for (merchantId, day, month) in recorded {
-                let usage = try await ledger.usage(merchantId: merchantId, windows: windows)
+            for (index, (merchantId, day, month)) in recorded.enumerated() {
+                let usage = counters[index]
                 if usage.day < day || usage.month < month { undercounted.append(merchantId) }
                 ids += [merchantId, merchantId]
                 kinds += ["day", "month"]
