@@ -160,7 +160,9 @@ extension EndToEnd {
         let command = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 1_234, idempotencyKey: "order-42-attempt-1")
         let message = try Fixtures.message(command)
         try await Fixtures.publishAll([message, message], on: broker)
-        // The same key under a new command id: the same payment, not a second one.
+        // The same key under a new command id: the same payment, not a second one. Sent once the
+        // first command took effect: sent together, either may claim the key first.
+        _ = await events.wait { !$0.isEmpty }
         var again = command
         again.id = Identifiers.newCommandId()
         try await Fixtures.publishAll([try Fixtures.message(again)], on: broker)
