@@ -36,16 +36,21 @@ let package = Package(
         .target(name: "Postgres", dependencies: ["CLibPQ", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Redis", dependencies: ["CHiredis", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
 
+        // The wire contract's envelope, shared by the ingress, the runtime and the CLI: CloudEvents,
+        // JSON values, field errors, event routing, canonical JSON, message ids. No I/O.
+        .target(name: "Contract", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+
         // Pure domain: money, currencies, tiers, limits arithmetic, routing, fees, states. No I/O.
-        .target(name: "Payments", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Payments", dependencies: ["Contract", .product(name: "Crypto", package: "swift-crypto")]),
 
         // Persistence: migrations, SQL, Redis scripts.
-        .target(name: "Store", dependencies: ["Payments", "Postgres", "Redis",
+        .target(name: "Store", dependencies: ["Contract", "Payments", "Postgres", "Redis",
                                               .product(name: "Logging", package: "swift-log")]),
 
-        // The worker runtime every worker links.
+        // The worker runtime every worker links: queues, handlers, outcomes, inbox and outbox,
+        // retries and parking, time, periodic services, health and metrics. It knows no payments.
         .target(name: "Fleet", dependencies: [
-            "AMQP", "Postgres", "Redis", "Payments", "Store",
+            "AMQP", "Postgres", "Redis", "Contract",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -53,36 +58,40 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .target(name: "Workers", dependencies: ["Fleet", "Store", "Payments"]),
+        // What the payment workers share: live routing/FX/channel settings, the limit sync,
+        // channel adapters, tier changes.
+        .target(name: "PaymentServices", dependencies: ["Fleet", "Store", "Payments", "Contract",
+                                                        .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "Workers", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract"]),
         .target(name: "Ingress", dependencies: [
-            "Fleet", "Store", "Payments",
+            "Fleet", "PaymentServices", "Store", "Payments", "Contract",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
-        .executableTarget(name: "payfleet", dependencies: ["Fleet", "Store", "Redis", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "payfleet", dependencies: ["Fleet", "PaymentServices", "Store", "Redis", "Contract", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "payfleet-ingress", dependencies: ["Ingress", "Fleet"]),
-        .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet"]),
+        .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet", "PaymentServices"]),
 
         // Load generator of Benchmarks/run.sh (raw broker baseline, end-to-end over AMQP).
-        .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "Store", "Payments", "AMQP", "Postgres", "Redis",
+        .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract", "AMQP", "Postgres", "Redis",
                                                                  .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/PayFleetBench"),
 
         // Shared test helpers (server URLs from the environment, subscribers, process spawning).
-        .target(name: "PayFleetTesting", dependencies: ["AMQP", "Postgres", "Redis", "Fleet", "Store"], path: "Tests/PayFleetTesting"),
+        .target(name: "PayFleetTesting", dependencies: ["AMQP", "Postgres", "Redis", "Fleet", "Store", "Contract", "Payments"], path: "Tests/PayFleetTesting"),
 
         // Unit tests: no servers.
-        .testTarget(name: "PaymentsTests", dependencies: ["Payments", .product(name: "PropertyBased", package: "swift-property-based")]),
-        .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store"]),
+        .testTarget(name: "PaymentsTests", dependencies: ["Payments", "Contract", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store", "Contract"]),
         // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PayFleetTesting"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "PayFleetTesting"]),
-        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting",
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "PaymentServices", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting", "Contract", "Payments",
                                                   .product(name: "PropertyBased", package: "swift-property-based")]),
         // End-to-end: spawns the real executables.
-        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments", "Contract", "Store", "Redis", "Postgres", "AMQP"]),
     ]
 )

@@ -1,5 +1,6 @@
 import AMQP
 import ArgumentParser
+import Contract
 import Fleet
 import Foundation
 import Logging
@@ -34,19 +35,19 @@ struct Percentiles: Encodable {
 /// A `payment.create` command for `merchant` as an upstream system publishes it; the amounts
 /// (1,000-1,049) all succeed in the sandbox. Returns the command id and the message.
 func paymentCreate(index: Int, merchant: String) throws -> (String, AMQPMessage) {
-    let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/bench", time: nil,
+    let command = CloudEvent(id: MessageIds.newCommandId(), type: "payment.create", source: "/bench", time: nil,
                              merchantId: merchant,
                              data: PaymentRequest(orderNo: "bench-\(index)", amount: Int64(1_000 + (index % 50)),
                                                   currency: .USD, country: "US", payMethod: .card))
     let message = AMQPMessage(exchange: "payfleet.commands", routingKey: "payment.create",
-                              body: Array(try StoreJSON.encode(command).utf8),
+                              body: Array(try CanonicalJSON.encode(command).utf8),
                               properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
                                                          messageId: command.id, type: command.type), mandatory: true)
     return (command.id, message)
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
-    print(try StoreJSON.encode(value))
+    print(try CanonicalJSON.encode(value))
 }
 
 func seconds(_ duration: Duration) -> Double {
@@ -255,9 +256,9 @@ struct Sample: AsyncParsableCommand {
         let payment = Payment(paymentNo: Identifiers.paymentNo(merchantId: "mch_bench", idempotencyKey: "k"), merchantId: "mch_bench",
                               request: request, status: .succeeded, channel: decision.channel, routing: decision,
                               channelFee: decision.estimatedFee ?? 0, version: 1, at: Date())
-        let event = CloudEvent(id: Identifiers.eventId(commandId: "c", type: "payment.succeeded"), type: "payment.succeeded",
+        let event = CloudEvent(id: MessageIds.eventId(commandId: "c", type: "payment.succeeded"), type: "payment.succeeded",
                                source: "/payfleet/authorize", time: Timestamp.format(Date()), merchantId: "mch_bench", data: payment)
         struct Result: Encodable { let routing: String; let event: String }
-        try printJSON(Result(routing: try StoreJSON.encode(decision), event: try StoreJSON.encode(event)))
+        try printJSON(Result(routing: try CanonicalJSON.encode(decision), event: try CanonicalJSON.encode(event)))
     }
 }

@@ -1,11 +1,10 @@
 import AMQP
+import Contract
 import Foundation
 import Logging
 import Metrics
-import Payments
 import Postgres
 import ServiceLifecycle
-import Store
 import Synchronization
 
 /// Consumes one work queue and runs each command through its handler, exactly once in effect.
@@ -30,12 +29,13 @@ public final class CommandWorker: Service, Sendable {
     let handlers: [String: HandlerBinding]
     let retry: RetryPolicy
     let concurrency: Int
+    let clock: WallClock
     let logger: Logger
     let metrics: QueueMetrics
     private let inFlight = Atomic<Int>(0)
 
     public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
-                relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, logger: Logger) {
+                relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, clock: WallClock = .system, logger: Logger) {
         self.queue = queue
         self.source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
         self.consumer = consumer
@@ -45,6 +45,7 @@ public final class CommandWorker: Service, Sendable {
         self.handlers = [:]
         self.retry = retry
         self.concurrency = concurrency
+        self.clock = clock
         self.logger = logger
         self.metrics = QueueMetrics(queue: queue)
     }
@@ -59,14 +60,19 @@ public final class CommandWorker: Service, Sendable {
         self.handlers = handlers
         retry = copy.retry
         concurrency = copy.concurrency
+        clock = copy.clock
         logger = copy.logger
         metrics = copy.metrics
     }
 
     /// This worker, also handling `handler`'s command type.
     public func handling<H: CommandHandler>(_ handler: H) -> CommandWorker {
+        handling([HandlerBinding(handler)])
+    }
+
+    func handling(_ bindings: [HandlerBinding]) -> CommandWorker {
         var handlers = self.handlers
-        handlers[handler.commandType] = HandlerBinding(handler)
+        for binding in bindings { handlers[binding.commandType] = binding }
         return CommandWorker(copy: self, handlers: handlers)
     }
 
@@ -125,7 +131,9 @@ public final class CommandWorker: Service, Sendable {
             metrics.inFlight.record(inFlight.subtract(1, ordering: .relaxed).newValue)
             metrics.handling.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         }
-        let attempt = Int(delivery.properties.headers[FleetHeaders.retryCount].flatMap(\.intValue) ?? 0)
+        // The header is only a hint (any publisher can set it): clamped to the policy's range, so a
+        // forged negative count cannot buy endless retries, nor a huge one skip them.
+        let attempt = retry.attempt(fromHeader: delivery.properties.headers[FleetHeaders.retryCount].flatMap(\.intValue))
 
         // 1. The envelope.
         let envelope: CloudEvent<JSONValue>
@@ -142,14 +150,16 @@ public final class CommandWorker: Service, Sendable {
         if envelope.specversion != "1.0" { envelopeErrors.append(FieldError("specversion", "must be \"1.0\"")) }
         if envelope.id.isEmpty || envelope.id.count > 255 { envelopeErrors.append(FieldError("id", "must be 1-255 characters")) }
         let merchantId = envelope.merchantid ?? ""
-        if merchantId.isEmpty || merchantId.count > 64 || merchantId.contains(".") || !TextRules.isPrintable(merchantId) {
+        let merchantIsValid = merchantId.count <= 64 && !merchantId.contains(".") && TextRules.isPrintable(merchantId)
+        let binding = handlers[envelope.type]
+        if !merchantIsValid || (merchantId.isEmpty && binding?.scope != .system) {
             envelopeErrors.append(FieldError("merchantid", "is required: a merchant id without dots"))
         }
         let key = envelope.idempotencykey ?? envelope.id
         if key.isEmpty || key.count > 255 || !TextRules.isPrintable(key) {
             envelopeErrors.append(FieldError("idempotencykey", "must be 1-255 printable characters"))
         }
-        guard let binding = handlers[envelope.type] else {
+        guard let binding else {
             await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: envelopeErrors.isEmpty ? merchantId : nil,
                          code: "unsupported_command", message: "\(queue) does not handle \(TextRules.forLog(envelope.type, limit: 64))",
                          errors: [], park: true)
@@ -182,12 +192,13 @@ public final class CommandWorker: Service, Sendable {
                 result = try await transaction(prepared, envelope: envelope, merchantId: merchantId, key: key)
             } catch let rollback as Rollback {
                 switch rollback.decision {
-                case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason)
-                case .park(let reason): await park(delivery, reason: reason)
+                case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason, prepared: prepared)
+                case .park(let reason): await park(delivery, reason: reason, prepared: prepared)
                 case .rerun(let reason, let prepare):
                     reruns += 1
                     guard reruns <= Self.immediateReruns else {
-                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason) (still, after \(reruns - 1) reruns)")
+                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason) (still, after \(reruns - 1) reruns)",
+                                          prepared: prepared)
                         return
                     }
                     do {
@@ -196,14 +207,14 @@ public final class CommandWorker: Service, Sendable {
                         try await prepare()
                         continue
                     } catch {
-                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason); preparing failed: \(error)")
+                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason); preparing failed: \(error)", prepared: prepared)
                     }
                 }
                 return
             } catch {
                 logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command": "\(envelope.id)",
                                                                         "attempt": "\(attempt)", "error": "\(error)"])
-                await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)")
+                await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)", prepared: prepared)
                 return
             }
         }
@@ -231,7 +242,7 @@ public final class CommandWorker: Service, Sendable {
         try await pool.withConnection { tx in
             do {
                 let claim = Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
-                                        requestHash: prepared.requestHash)
+                                        requestHash: prepared.requestHash, at: self.clock.now)
                 guard try await tx.batch([.begin, claim] + prepared.locks)[1].affectedRows == 1 else {
                     let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx)
                     _ = try await tx.batch([.rollback])
@@ -240,10 +251,10 @@ public final class CommandWorker: Service, Sendable {
                 }
                 let rows: [OutboxRow], effects: [PostgresStatement]
                 switch try await prepared.run(tx) {
-                case .done(let events, let writes):
+                case .done(let events, let writes, let followUps):
                     guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
                     rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
-                    effects = writes
+                    effects = try writes + followUps.map { try self.followUpStatement($0, causedBy: envelope.id) }
                 case .rejected(let code, let message, let errors):
                     rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
                                                   code: code, message: message, errors: errors)]
@@ -255,7 +266,7 @@ public final class CommandWorker: Service, Sendable {
                 case .rerun(let reason, let prepare):
                     throw Rollback(decision: .rerun(reason, prepare))
                 }
-                _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: merchantId, key: key, events: rows) + [.commit])
+                _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: merchantId, key: key, events: rows, at: self.clock.now) + [.commit])
                 return .committed(rows[0])
             } catch {
                 // Best effort: after a lost connection there is nothing to roll back.
@@ -284,7 +295,7 @@ public final class CommandWorker: Service, Sendable {
             return await park(delivery, reason: "duplicate of a command whose stored outcome is unreadable")
         }
         do {
-            let outcome = try await publisher.publish(EventMessage.make(row))
+            let outcome = try await publisher.publish(EventMessage.make(row, at: clock.now))
             guard outcome == .acked else { throw RelayError.notConfirmed(row.eventId, "\(outcome)") }
             await reply(to: delivery, with: row)
             consumer.ack(delivery)
@@ -302,10 +313,22 @@ public final class CommandWorker: Service, Sendable {
     // MARK: - Events, replies, rejections
 
     private func outboxRow(_ event: Event, commandId: String) throws -> OutboxRow {
-        let id = Identifiers.eventId(commandId: commandId, type: event.type)
-        let body = try event.render(id, source, Timestamp.format(Date()), event.merchantId)
+        let id = MessageIds.eventId(commandId: commandId, type: event.type)
+        let body = try event.render(id, source, Timestamp.format(clock.now), event.merchantId)
         return OutboxRow(eventId: id, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
                          resourceKey: event.resourceKey, correlationId: commandId, body: body)
+    }
+
+    /// A follow-up command as an outbox row to `payfleet.commands`, with an id derived from the
+    /// command that caused it, so a re-run writes the same message.
+    private func followUpStatement(_ followUp: FollowUp, causedBy commandId: String) throws -> PostgresStatement {
+        let id = MessageIds.commandId(derivedFrom: "\(commandId)|\(followUp.merchantId ?? "")|\(followUp.key)")
+        let envelope = CloudEvent(id: id, type: followUp.type, source: source, time: Timestamp.format(clock.now),
+                                  merchantId: followUp.merchantId, idempotencyKey: followUp.key,
+                                  data: try JSONDecoder().decode(JSONValue.self, from: Data(try followUp.data().utf8)))
+        return Outbox.append(OutboxRow(eventId: id, eventType: followUp.type, exchange: Exchanges.commands, routingKey: followUp.type,
+                                       resourceKey: "command:\(followUp.merchantId ?? ""):\(followUp.key)", correlationId: commandId,
+                                       body: try CanonicalJSON.encode(envelope)), at: clock.now)
     }
 
     private func rejectionRow(commandId: String, type: String, merchantId: String?, code: String, message: String,
@@ -322,7 +345,7 @@ public final class CommandWorker: Service, Sendable {
         guard let replyTo = delivery.properties.replyTo, !replyTo.isEmpty else { return }
         let commandId = delivery.properties.messageId ?? outcome.correlationId
         let message = EventMessage.make(exchange: "", routingKey: replyTo, eventId: outcome.eventId, type: outcome.eventType,
-                                        correlationId: commandId, body: outcome.body)
+                                        correlationId: commandId, body: outcome.body, at: clock.now)
         do { _ = try await publisher.publish(message) } catch {
             logger.debug("reply not delivered", metadata: ["reply_to": "\(replyTo)", "error": "\(error)"])
         }
@@ -338,7 +361,7 @@ public final class CommandWorker: Service, Sendable {
                                                      "code": "\(code)", "reason": "\(TextRules.forLog(message))"])
         if let row = try? rejectionRow(commandId: commandId, type: type, merchantId: merchantId, code: code,
                                        message: message, errors: errors) {
-            _ = try? await publisher.publish(EventMessage.make(row))
+            _ = try? await publisher.publish(EventMessage.make(row, at: clock.now))
             await reply(to: delivery, with: row)
         }
         if shouldPark { await park(delivery, reason: "\(code): \(message)") } else { consumer.ack(delivery) }
@@ -346,9 +369,9 @@ public final class CommandWorker: Service, Sendable {
 
     // MARK: - Retry and parking
 
-    private func retryOrPark(_ delivery: AMQPDelivery, attempt: Int, reason: String) async {
+    private func retryOrPark(_ delivery: AMQPDelivery, attempt: Int, reason: String, prepared: PreparedCommand? = nil) async {
         guard !retry.isFinal(attempt: attempt) else {
-            return await park(delivery, reason: "gave up after \(attempt) retries: \(reason)")
+            return await park(delivery, reason: "gave up after \(attempt) retries: \(reason)", prepared: prepared)
         }
         var properties = delivery.properties
         properties.persistent = true
@@ -368,17 +391,20 @@ public final class CommandWorker: Service, Sendable {
     }
 
     /// Moves the message to the parking queue with its reason in a header, then acks it. If even
-    /// that publish fails, the broker's dead-letter route parks it (reject without requeue).
-    func park(_ delivery: AMQPDelivery, reason: String) async {
+    /// that publish fails, the broker's dead-letter route parks it (reject without requeue). A
+    /// command that was handled (`prepared`) first gets its handler's `parked` call, so that what
+    /// earlier attempts held outside the transaction is given back.
+    func park(_ delivery: AMQPDelivery, reason: String, prepared: PreparedCommand? = nil) async {
         metrics.parked.increment()
         logger.warning("parking message", metadata: ["queue": "\(queue)", "message_id": "\(delivery.properties.messageId ?? "-")",
                                                      "reason": "\(TextRules.forLog(reason))"])
-        var properties = delivery.properties
-        properties.persistent = true
-        properties.headers[FleetHeaders.parkedReason] = .string(String(reason.prefix(1000)))
-        properties.headers[FleetHeaders.parkedQueue] = .string(queue)
-        properties.headers[FleetHeaders.parkedAt] = .string(Timestamp.format(Date()))
-        properties.headers[FleetHeaders.parkedBy] = .string(source)
+        if let prepared {
+            do { try await prepared.parked(reason) } catch {
+                logger.error("the handler could not undo a parked command's holds", metadata: [
+                    "queue": "\(queue)", "message_id": "\(delivery.properties.messageId ?? "-")", "error": "\(error)"])
+            }
+        }
+        let properties = ParkedMessage.parking(delivery.properties, reason: reason, queue: queue, at: clock.now, by: source)
         let message = AMQPMessage(exchange: Exchanges.parking, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
         do {
             let outcome = try await publisher.publish(message)

@@ -37,10 +37,10 @@ public final class HotSetting<Value: Sendable>: Service, Sendable {
     public var version: Int64 { state.withLock { $0.version } }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: interval)
-            await refresh()
-        }
+        try await PeriodicTask(name: "setting \(name)", interval: interval, logger: logger) { _ in
+            await self.refresh()
+            return .idle
+        }.run()
     }
 
     /// Reloads now if the source's version differs from the loaded one.

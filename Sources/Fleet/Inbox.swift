@@ -1,5 +1,5 @@
+import Contract
 import Foundation
-import Payments
 import Postgres
 
 /// The inbox: "this command was done", recorded in the same transaction as the command's effect.
@@ -17,11 +17,11 @@ enum Inbox {
 
     /// Claims the key: affects one row when this transaction now owns it, none when it was done before.
     static func claim(merchantId: String, key: String, commandId: String, commandType: String,
-                      requestHash: String) -> PostgresStatement {
+                      requestHash: String, at time: Date) -> PostgresStatement {
         PostgresStatement("""
-            INSERT INTO inbox (merchant_id, idempotency_key, command_id, command_type, request_hash)
-            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
-            """, [merchantId, key, commandId, commandType, requestHash])
+            INSERT INTO inbox (merchant_id, idempotency_key, command_id, command_type, request_hash, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6::timestamptz) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
+            """, [merchantId, key, commandId, commandType, requestHash, time])
     }
 
     static func stored(merchantId: String, key: String, on tx: PostgresConnection) async throws -> Stored? {
@@ -37,16 +37,16 @@ enum Inbox {
     }
 
     /// Writes the outcome events to the outbox and the first one to the inbox row.
-    static func recordOutcome(merchantId: String, key: String, events: [OutboxRow]) -> [PostgresStatement] {
+    static func recordOutcome(merchantId: String, key: String, events: [OutboxRow], at time: Date) -> [PostgresStatement] {
         let outcome = events[0]
         return [PostgresStatement("""
             WITH recorded AS (
                 UPDATE inbox SET outcome_type = $3, outcome_routing_key = $4, outcome_event = $5
                 WHERE merchant_id = $1 AND idempotency_key = $2)
-            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)
-            VALUES ($6, $3, $7, $4, $8, $9, $5)
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at)
+            VALUES ($6, $3, $7, $4, $8, $9, $5, $10::timestamptz)
             """, [merchantId, key, outcome.eventType, outcome.routingKey, outcome.body, outcome.eventId, outcome.exchange,
-                  outcome.resourceKey, outcome.correlationId])] + events.dropFirst().map(Outbox.append)
+                  outcome.resourceKey, outcome.correlationId, time])] + events.dropFirst().map { Outbox.append($0, at: time) }
     }
 }
 
@@ -66,16 +66,17 @@ struct OutboxRow: Sendable {
 public enum Outbox {
     /// The statement that puts `event` in the outbox; run it in the transaction of the change it
     /// reports (for changes made outside a command handler, such as an admin's tier change).
-    public static func statement(for event: Event, eventId: String, source: String, correlationId: String? = nil) throws -> PostgresStatement {
-        let body = try event.render(eventId, source, Timestamp.format(Date()), event.merchantId)
+    public static func statement(for event: Event, eventId: String, source: String, correlationId: String? = nil,
+                                 at time: Date) throws -> PostgresStatement {
+        let body = try event.render(eventId, source, Timestamp.format(time), event.merchantId)
         return append(OutboxRow(eventId: eventId, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
-                                resourceKey: event.resourceKey, correlationId: correlationId, body: body))
+                                resourceKey: event.resourceKey, correlationId: correlationId, body: body), at: time)
     }
 
-    static func append(_ row: OutboxRow) -> PostgresStatement {
+    static func append(_ row: OutboxRow, at time: Date) -> PostgresStatement {
         PostgresStatement("""
-            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """, [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body])
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz)
+            """, [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body, time])
     }
 }

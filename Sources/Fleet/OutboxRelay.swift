@@ -1,8 +1,8 @@
 import AMQP
+import Contract
 import Foundation
 import Logging
 import Metrics
-import Payments
 import Postgres
 import ServiceLifecycle
 
@@ -15,47 +15,30 @@ import ServiceLifecycle
 ///   (`resource_key`), so a later event never overtakes an earlier one, even with many relays
 ///   running at once (`FOR UPDATE SKIP LOCKED` keeps them off each other's rows).
 public final class OutboxRelay: Service, Sendable {
-    let pool: PostgresPool
-    let publisher: AMQPConnection
+    let pass: RelayPass
     let logger: Logger
-    let batchSize: Int
-    let idlePoll: Duration
-    let coalesce: Duration
-    private let wake = WakeSignal()
-    private let publishedCounter = Metrics.Counter(label: "payfleet_outbox_published_total")
-    private let failures = Metrics.Counter(label: "payfleet_outbox_publish_failures_total")
+    private let loop: PeriodicTask
 
-    public init(pool: PostgresPool, publisher: AMQPConnection, logger: Logger, batchSize: Int = 500,
+    /// - Parameters:
+    ///   - idlePoll: how often an idle relay looks for rows that another process committed.
+    ///   - coalesce: after a wake-up, how long to wait so that concurrent commits share a pass.
+    public init(pool: PostgresPool, publisher: AMQPConnection, clock: WallClock = .system, logger: Logger, batchSize: Int = 500,
                 idlePoll: Duration = .milliseconds(100), coalesce: Duration = .milliseconds(2)) {
-        self.pool = pool
-        self.publisher = publisher
+        let pass = RelayPass(pool: pool, publisher: publisher, clock: clock, batchSize: batchSize)
+        self.pass = pass
         self.logger = logger
-        self.batchSize = batchSize
-        self.idlePoll = idlePoll
-        self.coalesce = coalesce
+        // Pass after pass until the outbox is empty; then every `idlePoll`, or at once when a
+        // commit wakes it.
+        loop = PeriodicTask(name: "outbox relay", interval: idlePoll, settle: coalesce, runAtStart: true, logger: logger) { _ in
+            try await pass.run() > 0 ? .more : .idle
+        }
     }
 
     /// Starts a pass now (called after a commit that wrote events).
-    public func notify() { wake.signal() }
+    public func notify() { loop.notify() }
 
     public func run() async throws {
-        var backoff = Duration.milliseconds(100)
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                let count = try await relayOnce()
-                backoff = .milliseconds(100)
-                if count == 0 {
-                    await wake.wait(timeout: idlePoll)
-                    // Let the commits of concurrent commands gather into one pass.
-                    try? await Task.sleep(for: coalesce)
-                }
-            } catch {
-                failures.increment()
-                logger.warning("outbox relay pass failed; retrying", metadata: ["error": "\(error)", "backoff": "\(backoff)"])
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(5))
-            }
-        }
+        try await loop.run()
         try await flush(deadline: .now + .seconds(10))
     }
 
@@ -75,7 +58,19 @@ public final class OutboxRelay: Service, Sendable {
     /// ones the broker confirmed. Returns how many were published; throws when any was not (after
     /// committing the others), so the caller backs off.
     @discardableResult
-    public func relayOnce() async throws -> Int {
+    public func relayOnce() async throws -> Int { try await pass.run() }
+}
+
+/// One pass of the relay (see `OutboxRelay.relayOnce`).
+struct RelayPass: Sendable {
+    let pool: PostgresPool
+    let publisher: AMQPConnection
+    let clock: WallClock
+    let batchSize: Int
+    let publishedCounter = Metrics.Counter(label: "payfleet_outbox_published_total")
+    let failures = Metrics.Counter(label: "payfleet_outbox_publish_failures_total")
+
+    func run() async throws -> Int {
         let (published, failure) = try await pool.transaction { tx -> (Int, RelayError?) in
             // Losing this transaction's deletes in a crash only republishes confirmed events (at least
             // once, same ids), so it need not wait for its WAL flush; the effects it relays did.
@@ -101,7 +96,10 @@ public final class OutboxRelay: Service, Sendable {
             return (confirmed.count, failure)
         }
         publishedCounter.increment(by: published)
-        if let failure { throw failure }
+        if let failure {
+            failures.increment()
+            throw failure
+        }
         return published
     }
 
@@ -112,7 +110,7 @@ public final class OutboxRelay: Service, Sendable {
             for event in events {
                 group.addTask {
                     do {
-                        let outcome = try await self.publisher.publish(EventMessage.make(event))
+                        let outcome = try await self.publisher.publish(EventMessage.make(event, at: self.clock.now))
                         return (event.id, outcome == .acked ? nil : .notConfirmed(event.eventId, "\(outcome)"))
                     } catch {
                         return (event.id, .notConfirmed(event.eventId, "\(error)"))
@@ -140,16 +138,16 @@ enum RelayError: Error, CustomStringConvertible {
 /// How an event travels over AMQP (CONTRACT §2): CloudEvents JSON, persistent, `message_id` = event id,
 /// `type` = event type, `correlation_id` = the command id.
 enum EventMessage {
-    static func make(_ row: OutboxRow) -> AMQPMessage {
+    static func make(_ row: OutboxRow, at time: Date) -> AMQPMessage {
         make(exchange: row.exchange, routingKey: row.routingKey, eventId: row.eventId, type: row.eventType,
-             correlationId: row.correlationId, body: row.body)
+             correlationId: row.correlationId, body: row.body, at: time)
     }
 
     static func make(exchange: String, routingKey: String, eventId: String, type: String, correlationId: String?,
-                     body: String) -> AMQPMessage {
+                     body: String, at time: Date) -> AMQPMessage {
         AMQPMessage(exchange: exchange, routingKey: routingKey, body: Array(body.utf8),
                     properties: AMQPProperties(contentType: CloudEvent<JSONValue>.contentType, persistent: true,
                                                messageId: eventId, type: type, correlationId: correlationId,
-                                               timestamp: Date()))
+                                               timestamp: time))
     }
 }

@@ -15,6 +15,13 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 
     public func isFinal(attempt: Int) -> Bool { attempt >= maxRetries }
+
+    /// The attempt number an `x-retry-count` header claims, clamped to `0...maxRetries`: any
+    /// publisher can set the header, so a negative value (which would never be final) or one past
+    /// the bound is not taken at its word.
+    public func attempt(fromHeader value: Int64?) -> Int {
+        Int(min(max(0, value ?? 0), Int64(maxRetries)))
+    }
 }
 
 /// Header names the runtime sets on messages it moves (retry and parking).

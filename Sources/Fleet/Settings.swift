@@ -55,15 +55,13 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
     public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
 
-    @Option(name: .customLong("limit-sync-interval"), help: "Seconds between syncs of the Redis limit counters to PostgreSQL, one replica at a time (env PAYFLEET_LIMIT_SYNC_INTERVAL; 0 = off).")
-    public var limitSyncInterval: Int = Int(environment("PAYFLEET_LIMIT_SYNC_INTERVAL") ?? "") ?? 15
-
     public init() {}
 
     public mutating func validate() throws {
         guard concurrency >= 1, concurrency <= 1024 else { throw ValidationError("--concurrency must be 1...1024") }
         guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
         guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }
+        guard shutdownTimeout >= 1 else { throw ValidationError("--shutdown-timeout must be >= 1") }
     }
 }
 

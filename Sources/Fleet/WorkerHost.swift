@@ -3,31 +3,57 @@ import Foundation
 import Logging
 import Postgres
 import Redis
-import Payments
 import ServiceLifecycle
-import Store
 
-/// The shared clients and live settings a worker's handlers may use.
-public struct WorkerResources: Sendable {
+/// The connections and settings every worker process opens, handed to its setup.
+public struct WorkerEnvironment: Sendable {
+    public let name: String
+    public let options: WorkerOptions
     public let postgres: PostgresPool
     public let redis: RedisClient
-    /// Configuration documents and the risk blacklist through the shared cache.
-    public let configuration: Configuration
-    /// The routing table of `settings`, reloaded within about a second of a change.
-    public let routing: HotSetting<RoutingConfig>
-    /// The FX table of `settings` over the defaults, reloaded within about a second of a change.
-    public let fx: HotSetting<FXTable>
-    /// Every channel's live outcomes and open circuits (shared in Redis), refreshed every 500 ms.
-    public let channels: HotSetting<LiveChannels>
+    /// Publishes with confirms (the outbox relay's connection; also for direct publishes).
+    public let publisher: AMQPConnection
+    /// Wakes the outbox relay after a write that put rows in the outbox outside a command.
+    public let relay: OutboxRelay
+    public let clock: WallClock
     public let logger: Logger
 }
 
+/// What a worker builds for its queue: the handlers, and the services they need (reloaded
+/// settings, background syncs, schedulers), with extra readiness checks.
+public struct WorkerAssembly: Sendable {
+    var handlers: [HandlerBinding] = []
+    var services: [any Service] = []
+    var readiness: [ReadinessCheck] = []
+
+    public init() {}
+
+    /// Handles `handler`'s command type on the worker's queue.
+    public mutating func handle<H: CommandHandler>(_ handler: H) { handlers.append(HandlerBinding(handler)) }
+
+    /// Runs `service` alongside the consumer: started before it, stopped after it.
+    public mutating func run(_ service: any Service) { services.append(service) }
+
+    /// Adds a check to `/readyz`.
+    public mutating func ready(when check: ReadinessCheck) { readiness.append(check) }
+}
+
+/// One worker executable: the queue it consumes, and how it builds its handlers and services.
+/// Adding a worker means writing one of these; the runtime does not change.
+public protocol WorkerSetup: Sendable {
+    /// The executable's name, e.g. `payfleet-capture` (logs, connection names).
+    var name: String { get }
+    /// The queue it consumes, or nil for a process that runs services only (the clock).
+    var queue: String? { get }
+    func assemble(_ environment: WorkerEnvironment) async throws -> WorkerAssembly
+}
+
 /// Runs one worker process: connects, declares the topology, and runs the consumer, the outbox
-/// relay and the health server as services with graceful shutdown on SIGTERM/SIGINT.
+/// relay, the health server and the setup's services, with graceful shutdown on SIGTERM/SIGINT.
 /// Each worker executable's `main` is a call to `WorkerHost.run`.
 public enum WorkerHost {
-    public static func run(name: String, queue: String, options: WorkerOptions,
-                           handlers: @Sendable (WorkerResources, CommandWorker) -> CommandWorker) async throws {
+    public static func run(_ setup: some WorkerSetup, options: WorkerOptions, clock: WallClock = .system) async throws {
+        let name = setup.name
         let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: name)
         FleetMetrics.bootstrap()
         let topology = try options.connections.topology()
@@ -38,69 +64,43 @@ public enum WorkerHost {
         let redis = try RedisClient(url: options.connections.redisURL, poolSize: max(4, options.concurrency / 2), logger: logger)
         let publisher = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) publisher",
                                                                         confirms: true, topology: topology), logger: logger)
-        let consumer = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) consumer",
-                                                                       prefetch: UInt16(max(options.prefetch, options.concurrency)),
-                                                                       consumes: [ConsumeSpec(queue: queue)], topology: topology),
-                                      logger: logger)
-        let relay = OutboxRelay(pool: pool, publisher: publisher, logger: logger)
-        let base = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
-                                 retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency, logger: logger)
-        // Configuration comes through the shared cache (RULES "Caching"); a write invalidates the
-        // entry, and every process notices the new version within a second.
-        let configuration = Configuration(redis: redis)
-        let routing = await HotSetting(name: "routing", initial: RoutingConfig.defaults, logger: logger,
-                                       version: { try await configuration.version(of: .routing, pool: pool) },
-                                       load: { try await configuration.document(.routing, pool: pool) })
-        let fx = await HotSetting(name: "fx", initial: FXTable.defaults, logger: logger,
-                                  version: { try await configuration.version(of: .fx, pool: pool) },
-                                  load: {
-                                      let (table, version) = try await configuration.document(.fx, pool: pool)
-                                      return (table.overDefaults(), version)
-                                  })
-        let channelStats = ChannelStatsStore(redis: redis)
-        let channels = await HotSetting(name: "channel stats", initial: LiveChannels(), interval: .milliseconds(500), logger: logger,
-                                        version: nil,
-                                        load: { (LiveChannels(try await channelStats.snapshot(routing.current.channels.map(\.name))), 0) })
-        let worker = handlers(WorkerResources(postgres: pool, redis: redis, configuration: configuration, routing: routing,
-                                                      fx: fx, channels: channels, logger: logger), base)
-        let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: [
-            .amqp("broker", consumer), .amqp("broker_publisher", publisher), .postgres(pool), .redis(redis),
-        ], logger: logger)
+        let relay = OutboxRelay(pool: pool, publisher: publisher, clock: clock, logger: logger)
+        let environment = WorkerEnvironment(name: name, options: options, postgres: pool, redis: redis, publisher: publisher,
+                                            relay: relay, clock: clock, logger: logger)
+        let assembly = try await setup.assemble(environment)
 
-        logger.info("starting", metadata: ["queue": "\(queue)", "health": "http://\(options.healthHost):\(options.healthPort)"])
-        // Services stop in reverse order: the consumer first, then the relay flushes, then health.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: health), .init(service: routing), .init(service: fx), .init(service: channels), .init(service: relay),
-        ]
-        if options.limitSyncInterval > 0 {
-            let record = LimitRecord(ledger: LimitLedger(redis: redis), pool: pool)
-            services.append(.init(service: LimitSyncService(record: record, interval: .seconds(options.limitSyncInterval), logger: logger)))
+        var checks: [ReadinessCheck] = [.amqp("broker_publisher", publisher), .postgres(pool), .redis(redis)]
+        var consumer: AMQPConnection?
+        var worker: CommandWorker?
+        if let queue = setup.queue {
+            let connection = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) consumer",
+                                                                             prefetch: UInt16(max(options.prefetch, options.concurrency)),
+                                                                             consumes: [ConsumeSpec(queue: queue)], topology: topology),
+                                            logger: logger)
+            consumer = connection
+            checks.insert(.amqp("broker", connection), at: 0)
+            worker = CommandWorker(queue: queue, consumer: connection, publisher: publisher, pool: pool, relay: relay,
+                                   retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency,
+                                   clock: clock, logger: logger).handling(assembly.handlers)
         }
-        services.append(.init(service: worker))
-        var group = ServiceGroupConfiguration(
-            services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
+        let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: checks + assembly.readiness,
+                                         logger: logger)
+
+        logger.info("starting", metadata: ["queue": "\(setup.queue ?? "-")", "health": "http://\(options.healthHost):\(options.healthPort)"])
+        // Services stop in reverse order: the consumer first, then the setup's services, then the
+        // relay flushes, then health.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: health), .init(service: relay)]
+        services += assembly.services.map { .init(service: $0) }
+        if let worker { services.append(.init(service: worker)) }
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Past the deadline a graceful stop becomes a cancellation; unacked work is redelivered.
         group.maximumGracefulShutdownDuration = .seconds(options.shutdownTimeout)
         group.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: group).run()
-        await consumer.close()
+        await consumer?.close()
         await publisher.close()
         await redis.close()
         await pool.close()
         logger.info("stopped")
-    }
-}
-
-
-/// Live routing inputs of all channels: the window's stats and the open circuits.
-public struct LiveChannels: Sendable {
-    public var stats: [String: ChannelStats] = [:]
-    public var open: Set<String> = []
-    public init() {}
-    init(_ snapshot: (stats: [String: ChannelStats], open: Set<String>)) {
-        stats = snapshot.stats
-        open = snapshot.open
     }
 }

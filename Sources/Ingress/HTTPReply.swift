@@ -1,8 +1,8 @@
+import Contract
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Payments
-import Store
 
 /// A response as plain values, so that it can be stored for `Idempotency-Key` replays and sent.
 public struct HTTPReply: Sendable, Equatable {
@@ -46,7 +46,7 @@ public enum OutcomeResponse {
             return Problem(status, rejection.code, rejection.message, errors: errors).reply
         default:
             guard case .object(let resource) = event.data else { throw OutcomeError.notAResource(event.type) }
-            let data = try StoreJSON.encode(event.data)
+            let data = try CanonicalJSON.encode(event.data)
             if case .string(let status)? = resource["status"], status == PaymentStatus.failed.rawValue {
                 let code: String = if case .string(let code)? = resource["failure_code"] { code } else { "declined" }
                 let detail: String = if case .string(let text)? = resource["failure_message"] { text } else { "the payment failed" }

@@ -1,4 +1,5 @@
 import AMQP
+import Contract
 import Crypto
 import Fleet
 import Foundation
@@ -107,7 +108,7 @@ public struct IngressApp: Sendable {
             let apiKey: String
             enum CodingKeys: String, CodingKey { case merchant, apiKey = "api_key" }
         }
-        return Self.json(.created, try StoreJSON.encode(Created(merchant: merchant, apiKey: apiKey))).response
+        return Self.json(.created, try CanonicalJSON.encode(Created(merchant: merchant, apiKey: apiKey))).response
     }
 
     func getPayment(_ request: Request, paymentNo: String) async throws -> Response {
@@ -117,7 +118,7 @@ public struct IngressApp: Sendable {
         }) else {
             throw Problem(.notFound, "not_found", "no payment \(TextRules.forLog(paymentNo, limit: 64))")
         }
-        return Self.json(.ok, try StoreJSON.encode(payment)).response
+        return Self.json(.ok, try CanonicalJSON.encode(payment)).response
     }
 
     func createPayment(_ request: Request) async throws -> Response {
@@ -130,18 +131,18 @@ public struct IngressApp: Sendable {
         case .success(let value): payment = value
         case .failure(let failure): throw Problem.invalid(failure)
         }
-        let requestHash = Identifiers.sha256Hex("POST /api/v1/payments|\(try StoreJSON.encode(payment))")
+        let requestHash = MessageIds.sha256Hex("POST /api/v1/payments|\(try CanonicalJSON.encode(payment))")
         let traceparent = request.headers[HTTPField.Name("traceparent")!]
         let respondAsync = Self.prefersAsync(request)
         return try await idempotent(merchantId: merchant.merchantId, key: key, requestHash: requestHash) {
             let paymentNo = Identifiers.paymentNo(merchantId: merchant.merchantId, idempotencyKey: key)
             let processing = Payment(paymentNo: paymentNo, merchantId: merchant.merchantId, request: payment,
                                      status: .processing, version: 0, at: Date())
-            let command = CloudEvent(id: Identifiers.newCommandId(), type: "payment.create", source: "/payfleet/ingress",
+            let command = CloudEvent(id: MessageIds.newCommandId(), type: "payment.create", source: "/payfleet/ingress",
                                      time: Timestamp.format(Date()), merchantId: merchant.merchantId, idempotencyKey: key,
                                      traceparent: traceparent, data: payment)
             return try await self.send(command, respondAsync: respondAsync,
-                                       accepted: Self.json(.accepted, try StoreJSON.encode(processing),
+                                       accepted: Self.json(.accepted, try CanonicalJSON.encode(processing),
                                                            location: "/api/v1/payments/\(paymentNo)"))
         }
     }
@@ -153,7 +154,7 @@ public struct IngressApp: Sendable {
     func send<T: Codable & Sendable>(_ command: CloudEvent<T>, respondAsync: Bool, accepted: HTTPReply) async throws -> HTTPReply {
         let waitForReply = !respondAsync && replyTimeout > .zero
         if waitForReply { replies.expect(command.id) }
-        let message = AMQPMessage(exchange: Exchanges.commands, routingKey: command.type, body: Array(try StoreJSON.encode(command).utf8),
+        let message = AMQPMessage(exchange: Exchanges.commands, routingKey: command.type, body: Array(try CanonicalJSON.encode(command).utf8),
                                   properties: AMQPProperties(contentType: CloudEvent<T>.contentType, persistent: true,
                                                              messageId: command.id, type: command.type,
                                                              replyTo: waitForReply ? Self.directReplyTo : nil, timestamp: Date()),
@@ -214,7 +215,7 @@ public struct IngressApp: Sendable {
             throw Problem(.unauthorized, "unauthenticated", "send Authorization: Bearer <api key>")
         }
         guard token.hasPrefix("sk_"), token.count < 200,
-              let merchant = try await MerchantCache(redis: redis).merchant(apiKeyHash: Identifiers.sha256Hex(token), load: {
+              let merchant = try await MerchantCache(redis: redis).merchant(apiKeyHash: MessageIds.sha256Hex(token), load: {
                   try await self.pool.withConnection { try await self.merchants.authenticate(apiKey: token, on: $0) }
               }) else {
             throw Problem(.unauthorized, "unauthenticated", "unknown API key")

@@ -1,7 +1,6 @@
+import Contract
 import Foundation
 import Hummingbird
-import Payments
-import Store
 
 /// An RFC 9457 `application/problem+json` error with PayFleet's `code` (CONTRACT §4).
 public struct Problem: HTTPResponseError, Sendable {
@@ -35,7 +34,7 @@ public struct Problem: HTTPResponseError, Sendable {
     public var body: String {
         let body = Body(type: "https://payfleet.dev/problems/\(code)", title: status.reasonPhrase, status: status.code,
                         code: code, detail: detail, errors: errors.isEmpty ? nil : errors, payment: payment)
-        return (try? StoreJSON.encode(body)) ?? #"{"code":"internal_error"}"#
+        return (try? CanonicalJSON.encode(body)) ?? #"{"code":"internal_error"}"#
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {

@@ -1,7 +1,9 @@
+import Contract
 import Fleet
 import Foundation
 import Hummingbird
 import Payments
+import PaymentServices
 import Postgres
 import Store
 
@@ -13,7 +15,7 @@ extension IngressApp {
     func addRulebookRoutes(to router: Router<BasicRequestContext>) {
         let api = router.group("api/v1")
         api.get("merchant") { request, _ in
-            Self.json(.ok, try StoreJSON.encode(try await self.authenticate(request))).response
+            Self.json(.ok, try CanonicalJSON.encode(try await self.authenticate(request))).response
         }
         api.get("merchant/limits") { request, _ in try await self.limits(request) }
         api.get("merchant/tier/recommendation") { request, _ in
@@ -23,7 +25,7 @@ extension IngressApp {
             }
             let advice = TierAdvice.advise(current: merchant.tier, trailing30DayVolume: trailing.volume,
                                            limitExceeded30Days: trailing.limitExceeded)
-            return Self.json(.ok, try StoreJSON.encode(advice)).response
+            return Self.json(.ok, try CanonicalJSON.encode(advice)).response
         }
         api.put("admin/merchants/:id/tier") { request, context in
             try await self.changeTier(request, merchantId: try context.parameters.require("id"))
@@ -31,13 +33,13 @@ extension IngressApp {
         api.get("admin/routing") { request, _ in
             try self.requireAdmin(request)
             let (config, _) = try await Configuration(redis: self.redis).document(.routing, pool: self.pool)
-            return Self.json(.ok, try StoreJSON.encode(config)).response
+            return Self.json(.ok, try CanonicalJSON.encode(config)).response
         }
         api.put("admin/routing") { request, _ in try await self.replaceRouting(request) }
         api.post("admin/risk/blacklist") { request, _ in
             let entry = try await self.blacklistEntry(request)
             try await Configuration(redis: self.redis).addToBlacklist(entry, pool: self.pool)
-            return Self.json(.created, try StoreJSON.encode(entry)).response
+            return Self.json(.created, try CanonicalJSON.encode(entry)).response
         }
         api.delete("admin/risk/blacklist") { request, _ in
             let entry = try await self.blacklistEntry(request)
@@ -64,7 +66,7 @@ extension IngressApp {
         }
         let limits = merchant.limits
         func window(_ limit: Int64, _ used: Int64) -> Window { Window(limit: limit, used: used, remaining: max(0, limit - used)) }
-        return Self.json(.ok, try StoreJSON.encode(Limits(tier: merchant.tier, currency: merchant.baseCurrency, singleLimit: limits.single,
+        return Self.json(.ok, try CanonicalJSON.encode(Limits(tier: merchant.tier, currency: merchant.baseCurrency, singleLimit: limits.single,
                                                           daily: window(limits.daily, usage.day),
                                                           monthly: window(limits.monthly, usage.month)))).response
     }
@@ -96,7 +98,7 @@ extension IngressApp {
         guard let changed else { throw Problem(.notFound, "not_found", "no merchant \(TextRules.forLog(merchantId, limit: 64))") }
         relay.notify()
         logger.notice("tier changed", metadata: ["merchant_id": "\(merchantId)", "tier": "\(tier.rawValue)", "operator": "\(operatorName)"])
-        return Self.json(.ok, try StoreJSON.encode(changed)).response
+        return Self.json(.ok, try CanonicalJSON.encode(changed)).response
     }
 
     /// Replaces the routing table whole; a bad document gets 400 and changes nothing.
@@ -106,7 +108,7 @@ extension IngressApp {
         let json = try await readJSON(&request)
         let config: RoutingConfig
         do {
-            config = try JSONDecoder().decode(RoutingConfig.self, from: Data(try StoreJSON.encode(json).utf8))
+            config = try JSONDecoder().decode(RoutingConfig.self, from: Data(try CanonicalJSON.encode(json).utf8))
         } catch {
             throw Problem(.badRequest, "invalid_request", "not a routing configuration: \(CommandWorker.describe(error))")
         }
@@ -115,7 +117,7 @@ extension IngressApp {
             throw Problem.invalid(failure)
         }
         logger.notice("routing configuration replaced", metadata: ["version": "\(version)"])
-        return Self.json(.ok, try StoreJSON.encode(config)).response
+        return Self.json(.ok, try CanonicalJSON.encode(config)).response
     }
 
     func blacklistEntry(_ request: Request) async throws -> BlacklistEntry {

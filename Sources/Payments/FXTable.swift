@@ -1,3 +1,4 @@
+import Contract
 /// Exchange rates used to convert an amount into a merchant's base currency for limit checks.
 ///
 /// Rates are USD per one major unit, fixed-point with 8 decimals, so conversion is exact integer

@@ -10,11 +10,6 @@ public enum Identifiers {
         "pay_" + base32(digest("payment|\(merchantId)|\(idempotencyKey)").prefix(16))
     }
 
-    /// The id of the `type` event caused by command `commandId`, shaped like a UUID (version 8).
-    public static func eventId(commandId: String, type: String) -> String {
-        uuidString(digest("event|\(commandId)|\(type)"))
-    }
-
     /// A fresh random merchant id (`mch_` + 26 base32 characters; never contains a dot).
     public static func newMerchantId() -> String {
         "mch_" + base32(randomBytes(16))
@@ -23,14 +18,6 @@ public enum Identifiers {
     /// A fresh random API key, shown to the merchant once (`sk_` + 43 base32 characters).
     public static func newAPIKey() -> String {
         "sk_" + base32(randomBytes(27))
-    }
-
-    /// A fresh UUID string for a command id.
-    public static func newCommandId() -> String { UUID().uuidString.lowercased() }
-
-    /// Hex SHA-256 of a secret, as stored (API keys are never stored in clear).
-    public static func sha256Hex(_ text: String) -> String {
-        digest(text).map { String(format: "%02x", $0) }.joined()
     }
 
     /// A 64-bit seed derived from text (routing tie-breaks of a command replay identically).
@@ -60,13 +47,4 @@ public enum Identifiers {
         return output
     }
 
-    static func uuidString(_ bytes: [UInt8]) -> String {
-        var b = Array(bytes.prefix(16))
-        b[6] = (b[6] & 0x0F) | 0x80 // version 8
-        b[8] = (b[8] & 0x3F) | 0x80 // RFC 4122 variant
-        let hex = b.map { String(format: "%02x", $0) }.joined()
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
-                     hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
-        return parts.joined(separator: "-")
-    }
 }

@@ -1,3 +1,5 @@
+import Contract
+
 /// How a payment is paid.
 public enum PayMethod: String, Sendable, Codable, CaseIterable {
     case card, wallet, qr, crypto
@@ -89,15 +91,6 @@ public struct PaymentRequest: Sendable, Codable, Equatable {
                                        payMethod: payMethod, channel: channel, routingMode: routingMode,
                                        subject: subject, customer: customer, metadata: metadata))
     }
-}
-
-/// Every field error of one request.
-public struct ValidationFailure: Error, Sendable, Equatable {
-    public var errors: [FieldError]
-    public init(_ errors: [FieldError]) { self.errors = errors }
-
-    /// One line naming every failing field, for `detail` and logs.
-    public var summary: String { errors.map(\.description).joined(separator: "; ") }
 }
 
 /// Reads typed fields out of a JSON object, collecting one error per bad field.

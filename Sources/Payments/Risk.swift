@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 
 /// What a blacklist entry matches on (CONTRACT §3).

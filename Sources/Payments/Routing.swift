@@ -1,3 +1,4 @@
+import Contract
 /// One payment channel as configured (hot-reloadable; defaults from RULES.md).
 public struct ChannelConfig: Sendable, Codable, Equatable {
     public var name: String

@@ -55,7 +55,8 @@ public struct TierPolicy: Sendable, Equatable {
     public func fee(for amount: Int64) -> Int64? { MoneyMath.basisPoints(amount, feeBasisPoints) }
 }
 
-/// Per-merchant limit overrides; a value set here wins over the tier's.
+/// Per-merchant limit overrides, in MINOR units of the base currency (as every amount on the
+/// wire); a value set here wins over the tier's.
 public struct LimitOverrides: Sendable, Codable, Equatable {
     public var singleLimit: Int64?
     public var dailyLimit: Int64?
@@ -72,7 +73,7 @@ public struct LimitOverrides: Sendable, Codable, Equatable {
     }
 }
 
-/// The three limits in force for one merchant, in base-currency minor units.
+/// The three limits in force for one merchant, in minor units of its base currency.
 public struct EffectiveLimits: Sendable, Equatable {
     public var single: Int64
     public var daily: Int64

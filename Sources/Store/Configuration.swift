@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 import Payments
 import Postgres
@@ -16,7 +17,7 @@ public struct Configuration: Sendable {
 
     static func settingKey(_ name: String) -> String { "pf:setting:{\(name)}" }
     static func blacklistKey(_ entry: BlacklistEntry) -> String {
-        "pf:risk:bl:\(entry.type.rawValue):\(Identifiers.sha256Hex(entry.value))"
+        "pf:risk:bl:\(entry.type.rawValue):\(MessageIds.sha256Hex(entry.value))"
     }
 
     // MARK: - Documents
@@ -49,7 +50,7 @@ public struct Configuration: Sendable {
     public func set<Value>(_ document: SettingsDocument<Value>, to value: Value, pool: PostgresPool) async throws -> Int64 {
         let errors = document.validate(value)
         guard errors.isEmpty else { throw ValidationFailure(errors) }
-        let json = try StoreJSON.encode(value)
+        let json = try CanonicalJSON.encode(value)
         let version = try await pool.withConnection { try await settings.set(document.name, json: json, on: $0) }
         try await cache.invalidate([Self.settingKey(document.name)])
         return version
@@ -60,7 +61,7 @@ public struct Configuration: Sendable {
     private func cachedEntry<Value>(_ document: SettingsDocument<Value>, read: CacheAside.Read?,
                                     load: () async throws -> (json: String, version: Int64)?) async throws -> String {
         let entry = try await cache.value(from: read, ttl: document.ttl) {
-            guard let stored = try await load() else { return "0\n" + (try StoreJSON.encode(document.defaults)) }
+            guard let stored = try await load() else { return "0\n" + (try CanonicalJSON.encode(document.defaults)) }
             return "\(stored.version)\n\(stored.json)"
         }
         guard let entry else { throw ConfigurationError.malformedCacheEntry(document.name) }
@@ -76,7 +77,7 @@ public struct Configuration: Sendable {
 
     private func decode<Value>(_ document: SettingsDocument<Value>, _ entry: String) throws -> (value: Value, version: Int64) {
         let (version, json) = try Self.split(document, entry)
-        return (try StoreJSON.decode(Value.self, from: String(json)), version)
+        return (try CanonicalJSON.decode(Value.self, from: String(json)), version)
     }
 
     // MARK: - Risk

@@ -1,3 +1,4 @@
+import Contract
 import Postgres
 
 /// `Idempotency-Key` records of the HTTP ingress (CONTRACT §4, IETF Idempotency-Key draft).
@@ -47,7 +48,7 @@ public struct HTTPIdempotencyStore: Sendable {
         if try row.string("request_hash") != requestHash { return .mismatch }
         if try row.string("state") == "in_flight" { return .inFlight }
         return .replay(StoredResponse(status: try row.int("response_status"),
-                                      headers: try StoreJSON.decode([String: String].self, from: try row.string("response_headers")),
+                                      headers: try CanonicalJSON.decode([String: String].self, from: try row.string("response_headers")),
                                       body: try row.string("response_body")))
     }
 
@@ -56,7 +57,7 @@ public struct HTTPIdempotencyStore: Sendable {
             UPDATE http_idempotency SET state = 'done', response_status = $3, response_headers = $4::jsonb,
                 response_body = $5, updated_at = now()
             WHERE merchant_id = $1 AND idempotency_key = $2
-            """, [merchantId, key, response.status, try StoreJSON.encode(response.headers), response.body])
+            """, [merchantId, key, response.status, try CanonicalJSON.encode(response.headers), response.body])
     }
 
     /// Forgets a claim whose request was not accepted (a 5xx): the client may retry with the same key.

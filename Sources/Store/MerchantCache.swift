@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 import Payments
 import Redis
@@ -31,10 +32,10 @@ public struct MerchantCache: Sendable {
     public func merchant(id: String, read: CacheAside.Read?, load: () async throws -> Merchant?) async throws -> Merchant? {
         let text = try await cache.value(from: read, ttl: ttl) {
             guard let merchant = try await load() else { return nil }
-            return try StoreJSON.encode(Entry(merchant: merchant, limitOverrides: merchant.limitOverrides))
+            return try CanonicalJSON.encode(Entry(merchant: merchant, limitOverrides: merchant.limitOverrides))
         }
         guard let text else { return nil }
-        let entry = try StoreJSON.decode(Entry.self, from: text)
+        let entry = try CanonicalJSON.decode(Entry.self, from: text)
         var merchant = entry.merchant
         merchant.limitOverrides = entry.limitOverrides
         return merchant

@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 import Payments
 import Postgres
@@ -15,7 +16,7 @@ public struct MerchantStore: Sendable {
             INSERT INTO merchants (merchant_id, name, tier, base_currency, country, auto_settlement, api_key_hash)
             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING \(Self.columns)
             """, [Identifiers.newMerchantId(), new.name, new.tier.rawValue, new.baseCurrency.rawValue, new.country,
-                  new.autoSettlement, Identifiers.sha256Hex(apiKey)])
+                  new.autoSettlement, MessageIds.sha256Hex(apiKey)])
         return (try Self.merchant(from: result.rows[0]), apiKey)
     }
 
@@ -27,7 +28,7 @@ public struct MerchantStore: Sendable {
     /// The merchant owning `apiKey`, or nil.
     public func authenticate(apiKey: String, on connection: PostgresConnection) async throws -> Merchant? {
         try await connection.query("SELECT \(Self.columns) FROM merchants WHERE api_key_hash = $1",
-                                   [Identifiers.sha256Hex(apiKey)]).first.map(Self.merchant(from:))
+                                   [MessageIds.sha256Hex(apiKey)]).first.map(Self.merchant(from:))
     }
 
     static func merchant(from row: PostgresRow) throws -> Merchant {
@@ -55,19 +56,6 @@ public enum StoreError: Error, CustomStringConvertible {
     }
 }
 
-/// JSON encoding as every store writes it: sorted keys, so equal values give equal text.
-public enum StoreJSON {
-    public static func encode<T: Encodable>(_ value: T) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
-
-    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
-        try JSONDecoder().decode(type, from: Data(text.utf8))
-    }
-}
-
 /// Tier changes, with the operator and reason in `audit_logs` (RULES "Merchant tiers").
 extension MerchantStore {
     /// Sets the merchant's tier and records who did it and why, in the caller's transaction.
@@ -81,7 +69,7 @@ extension MerchantStore {
             """, [merchantId, tier.rawValue]).rows[0]
         _ = try await connection.query("""
             INSERT INTO audit_logs (action, target, operator, reason, detail) VALUES ('merchant.tier_changed', $1, $2, $3, $4::jsonb)
-            """, [merchantId, `operator`, reason, try StoreJSON.encode(["from": before.tier.rawValue, "to": tier.rawValue])])
+            """, [merchantId, `operator`, reason, try CanonicalJSON.encode(["from": before.tier.rawValue, "to": tier.rawValue])])
         return (before, try Self.merchant(from: after))
     }
 

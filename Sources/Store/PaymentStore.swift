@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 import Payments
 import Postgres
@@ -17,9 +18,9 @@ public struct PaymentStore: Sendable {
                 $18::jsonb, $19, $20, $21::timestamptz, $21::timestamptz)
             """, [payment.paymentNo, payment.merchantId, payment.orderNo, payment.amount, amountBase,
                   payment.currency.rawValue, payment.country, payment.payMethod.rawValue, payment.channel, channelRef,
-                  try payment.routing.map(StoreJSON.encode), payment.channelFee, payment.status.rawValue,
-                  payment.failureCode, payment.failureMessage, payment.subject, try StoreJSON.encode(payment.metadata),
-                  try customer.map(StoreJSON.encode), commandId, payment.version, payment.createdAt])
+                  try payment.routing.map(CanonicalJSON.encode), payment.channelFee, payment.status.rawValue,
+                  payment.failureCode, payment.failureMessage, payment.subject, try CanonicalJSON.encode(payment.metadata),
+                  try customer.map(CanonicalJSON.encode), commandId, payment.version, payment.createdAt])
     }
 
     /// One payment, only if it belongs to `merchantId` (another merchant's payment is "not found").
@@ -42,10 +43,10 @@ public struct PaymentStore: Sendable {
         let request = PaymentRequest(orderNo: try row.string("order_no"), amount: try row.int64("amount"),
                                      currency: currency, country: try row.string("country"), payMethod: payMethod,
                                      subject: try row.optionalString("subject"),
-                                     metadata: try StoreJSON.decode([String: String].self, from: try row.string("metadata")))
+                                     metadata: try CanonicalJSON.decode([String: String].self, from: try row.string("metadata")))
         var payment = Payment(paymentNo: paymentNo, merchantId: try row.string("merchant_id"), request: request,
                               status: status, channel: try row.optionalString("channel"),
-                              routing: try row.optionalString("routing").map { try StoreJSON.decode(RoutingDecision.self, from: $0) },
+                              routing: try row.optionalString("routing").map { try CanonicalJSON.decode(RoutingDecision.self, from: $0) },
                               channelFee: try row.int64("channel_fee"), failureCode: try row.optionalString("failure_code"),
                               failureMessage: try row.optionalString("failure_message"), version: try row.int("version"),
                               at: try row.date("created_at"))

@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 import Payments
 import Redis
@@ -11,7 +12,7 @@ public struct VelocityCounter: Sendable {
     public init(redis: RedisClient) { self.redis = redis }
 
     static func key(merchantId: String, customerId: String) -> String {
-        "pf:risk:vel:{\(merchantId)}:\(Identifiers.sha256Hex(customerId))"
+        "pf:risk:vel:{\(merchantId)}:\(MessageIds.sha256Hex(customerId))"
     }
 
     static let script = RedisScript("""

@@ -64,50 +64,15 @@ struct Parked: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List, inspect and replay parked messages (queue payfleet.parked).",
                                                     subcommands: [List.self, Show.self, Replay.self])
 
-    /// One parked message as the operator sees it.
-    struct Entry {
-        let messageId: String
-        let type: String
-        let queue: String
-        let reason: String
-        let parkedAt: String
-        let body: [UInt8]
-        let delivery: AMQPDelivery
-
-        init(_ delivery: AMQPDelivery) {
-            self.delivery = delivery
-            let headers = delivery.properties.headers
-            func text(_ key: String) -> String? { if case .string(let value)? = headers[key] { value } else { nil } }
-            messageId = delivery.properties.messageId ?? "-"
-            type = delivery.properties.type ?? "-"
-            queue = text(FleetHeaders.parkedQueue) ?? Self.deathQueue(headers) ?? delivery.routingKey
-            reason = text(FleetHeaders.parkedReason) ?? Self.deathReason(headers) ?? "unknown"
-            parkedAt = text(FleetHeaders.parkedAt) ?? "-"
-            body = delivery.body
-        }
-
-        /// The broker's own dead-lettering (delivery limit) records the queue and reason in `x-death`.
-        static func deathEntry(_ headers: AMQPTable) -> AMQPTable? {
-            guard case .array(let deaths)? = headers["x-death"], case .table(let first)? = deaths.first else { return nil }
-            return first
-        }
-        static func deathQueue(_ headers: AMQPTable) -> String? {
-            if case .string(let queue)? = deathEntry(headers)?["queue"] { queue } else { nil }
-        }
-        static func deathReason(_ headers: AMQPTable) -> String? {
-            if case .string(let reason)? = deathEntry(headers)?["reason"] { "broker: \(reason)" } else { nil }
-        }
-    }
-
     /// Takes up to `limit` parked messages without acking them, hands them to `body`, and returns
     /// the rest to the queue when the connection closes.
     static func scan(_ connections: ConnectionOptions, limit: Int,
-                     _ body: (AMQPConnection, [Entry]) async throws -> Void) async throws {
+                     _ body: (AMQPConnection, [ParkedMessage]) async throws -> Void) async throws {
         let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet")
         let broker = try await Broker.connect(connections, logger: logger, confirms: true)
-        var entries: [Entry] = []
+        var entries: [ParkedMessage] = []
         while entries.count < limit, let delivery = try await broker.get(queue: Exchanges.parkedQueue, noAck: false) {
-            entries.append(Entry(delivery))
+            entries.append(ParkedMessage(delivery))
         }
         do { try await body(broker, entries) } catch {
             await broker.close()
@@ -124,11 +89,7 @@ struct Parked: AsyncParsableCommand {
         func run() async throws {
             try await Parked.scan(connections, limit: limit) { _, entries in
                 print("message_id\ttype\tqueue\tparked_at\treason")
-                for entry in entries {
-                    print([entry.messageId, entry.type, entry.queue, entry.parkedAt, entry.reason]
-                        .map { $0.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ") }
-                        .joined(separator: "\t"))
-                }
+                for entry in entries { print(entry.listLine) }
                 print("\(entries.count) parked message(s)")
             }
         }
@@ -147,7 +108,7 @@ struct Parked: AsyncParsableCommand {
                 }
                 print("message_id: \(entry.messageId)\ntype: \(entry.type)\nqueue: \(entry.queue)\nparked_at: \(entry.parkedAt)\nreason: \(entry.reason)")
                 for (key, value) in entry.delivery.properties.headers.sorted(by: { $0.key < $1.key }) { print("header \(key): \(value)") }
-                print("body:\n\(String(decoding: entry.body, as: UTF8.self))")
+                print("body:\n\(String(decoding: entry.delivery.body, as: UTF8.self))")
             }
         }
     }
@@ -169,14 +130,8 @@ struct Parked: AsyncParsableCommand {
             try await Parked.scan(connections, limit: limit) { broker, entries in
                 var replayed = 0
                 for entry in entries where all || messageIds.contains(entry.messageId) {
-                    var properties = entry.delivery.properties
-                    for key in [FleetHeaders.retryCount, FleetHeaders.retryDelay, FleetHeaders.retryReason, FleetHeaders.parkedReason,
-                                FleetHeaders.parkedQueue, FleetHeaders.parkedAt, FleetHeaders.parkedBy, "x-death",
-                                "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-delivery-count"] {
-                        properties.headers[key] = nil
-                    }
-                    let outcome = try await broker.publish(AMQPMessage(exchange: "", routingKey: entry.queue, body: entry.body,
-                                                                       properties: properties, mandatory: true))
+                    let outcome = try await broker.publish(AMQPMessage(exchange: "", routingKey: entry.queue, body: entry.delivery.body,
+                                                                       properties: entry.replayProperties, mandatory: true))
                     guard outcome == .acked else {
                         print("not replayed \(entry.messageId): \(outcome)")
                         continue

@@ -1,8 +1,10 @@
 import ArgumentParser
+import Contract
 import Fleet
 import Foundation
-import Payments
 import Logging
+import Payments
+import PaymentServices
 import Postgres
 import Redis
 import Store
@@ -66,7 +68,7 @@ func printDocument<Value>(_ document: SettingsDocument<Value>, _ connections: Co
     let (value, version) = try await withStores(connections) { pool, redis in
         try await Configuration(redis: redis).document(document, pool: pool)
     }
-    print(try StoreJSON.encode(value))
+    print(try CanonicalJSON.encode(value))
     FileHandle.standardError.write(Data("\(document.name) version \(version)\n".utf8))
 }
 

@@ -1,4 +1,5 @@
 import AMQP
+import Contract
 import Foundation
 import PayFleetTesting
 import Payments
@@ -164,12 +165,12 @@ extension EndToEnd {
         // first command took effect: sent together, either may claim the key first.
         _ = await events.wait { !$0.isEmpty }
         var again = command
-        again.id = Identifiers.newCommandId()
+        again.id = MessageIds.newCommandId()
         try await Fixtures.publishAll([try Fixtures.message(again)], on: broker)
 
         let received = await events.wait { $0.count >= 3 }
         #expect(received.count == 3)
-        #expect(Set(received.map(\.eventId)) == [Identifiers.eventId(commandId: command.id, type: "payment.succeeded")])
+        #expect(Set(received.map(\.eventId)) == [MessageIds.eventId(commandId: command.id, type: "payment.succeeded")])
         let count = try await pool.query("SELECT count(*) AS n FROM payments WHERE merchant_id = $1", [merchant.merchantId])
         #expect(try count.rows[0].int("n") == 1)
         await events.close()

@@ -223,15 +223,21 @@ extension EndToEnd {
         for _ in 0..<25 { #expect(try await fleet.pay(apiKey, amount: 5_051, extra: ["channel": "stripe"]).status == 402) }
         let seen = try await stats.snapshot(["stripe", "paypal"])
         #expect(seen.open == ["stripe"], "window: \(seen.stats)")
-        // Workers refresh the live window every 500 ms: within a second the next payment avoids stripe.
-        var next = try await fleet.pay(apiKey, amount: 5_000)
-        _ = try await eventually(timeout: .seconds(3), every: .milliseconds(250)) {
-            next = try await fleet.pay(apiKey, amount: 5_000)
-            return next.json["channel"] as? String == "paypal"
+        // Workers refresh the live window every 500 ms: within a few seconds the next payment is
+        // routed with stripe's circuit open. (Before the worker's refresh sees the open circuit, a
+        // payment may already avoid stripe for its falling live rate alone, with stripe still a
+        // candidate: so wait for the exclusion itself, not just for another channel.)
+        func circuitOpen(_ reply: HTTP.Reply) -> Bool {
+            let excluded = (reply.json["routing"] as? [String: Any])?["excluded"] as? [[String: Any]] ?? []
+            return excluded.contains { $0["channel"] as? String == "stripe" && $0["reason"] as? String == "circuit_open" }
         }
+        var next = try await fleet.pay(apiKey, amount: 5_000)
+        _ = try await eventually(timeout: .seconds(5), every: .milliseconds(250)) {
+            next = try await fleet.pay(apiKey, amount: 5_000)
+            return circuitOpen(next)
+        }
+        #expect(circuitOpen(next), "\((next.json["routing"] as? [String: Any]) ?? [:])")
         #expect(next.json["channel"] as? String == "paypal", "\((next.json["routing"] as? [String: Any])?["candidates"] ?? "-")")
-        let excluded = (next.json["routing"] as? [String: Any])?["excluded"] as? [[String: Any]] ?? []
-        #expect(excluded.contains { $0["channel"] as? String == "stripe" && $0["reason"] as? String == "circuit_open" })
         try await Fixtures.resetChannelStats()
         #expect(try await eventually(timeout: .seconds(3), every: .milliseconds(250)) {
             try await fleet.pay(apiKey, amount: 5_000).json["channel"] as? String == "stripe"

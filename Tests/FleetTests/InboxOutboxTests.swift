@@ -1,4 +1,5 @@
 import AMQP
+import Contract
 @testable import Fleet
 import Foundation
 import PayFleetTesting
@@ -23,7 +24,7 @@ import Testing
         #expect(received.count == 4)
         #expect(Set(received.map(\.eventId)).count == 1, "every duplicate re-emits the first outcome's event id")
         #expect(received.allSatisfy { $0.type == "ledger.posted" })
-        #expect(received.first?.eventId == Identifiers.eventId(commandId: first.id, type: "ledger.posted"))
+        #expect(received.first?.eventId == MessageIds.eventId(commandId: first.id, type: "ledger.posted"))
         #expect(try await harness.effects(account: account).count == 1)
         await events.close()
         await harness.close()
@@ -181,7 +182,7 @@ import Testing
     }
 
     func insert(_ rows: [OutboxRow], pool: PostgresPool) async throws {
-        try await pool.withConnection { _ = try await $0.batch([.begin] + rows.map(Outbox.append) + [.commit]) }
+        try await pool.withConnection { _ = try await $0.batch([.begin] + rows.map { Outbox.append($0, at: Date()) } + [.commit]) }
     }
 
     @Test func concurrentRelaysKeepEachResourcesOrder() async throws {

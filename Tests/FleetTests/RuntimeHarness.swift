@@ -1,4 +1,5 @@
 import AMQP
+import Contract
 @testable import Fleet
 import Foundation
 import Logging
@@ -52,12 +53,43 @@ struct LedgerHandler: CommandHandler {
         _ = try await tx.query("INSERT INTO fleet_test_effects (command_id, account, amount, attempt) VALUES ($1, $2, $3, $4)",
                                [command.id, account, command.payload.amount, command.attempt])
         if account.hasPrefix("throw-after-write") { throw HarnessError.scripted }
+        if account.hasPrefix("park-now") { return .park("scripted park") }
         struct Posted: Codable, Sendable { let account: String; let amount: Int64; let attempt: Int }
         return .done([Event(type: "ledger.posted", merchantId: command.merchantId, resourceKey: "account:\(account)",
                             data: Posted(account: account, amount: command.payload.amount, attempt: command.attempt))])
     }
 
+    /// Records the call in `fleet_test_parked`, as a handler would give back a reservation.
+    func parked(_ command: Command<LedgerPost>, reason: String) async throws {
+        _ = try await pool.query("INSERT INTO fleet_test_parked (command_id, reason) VALUES ($1, $2)", [command.id, reason])
+    }
+
     enum HarnessError: Error { case scripted }
+}
+
+/// A system command (`ledger.sweep`): `merchantid` optional; its outcome names the merchant it
+/// was confined to, if any.
+struct SweepHandler: CommandHandler {
+    let commandType = "ledger.sweep"
+    let scope = CommandScope.system
+
+    struct Sweep: Codable, Sendable { var note: String }
+
+    func parse(_ data: JSONValue) -> Result<Sweep, ValidationFailure> {
+        guard case .object(let object) = data, case .string(let note)? = object["note"] else {
+            return .failure(ValidationFailure([FieldError("note", "is required")]))
+        }
+        return .success(Sweep(note: note))
+    }
+
+    func handle(_ command: Command<Sweep>, in tx: PostgresConnection) async throws -> Outcome {
+        struct Swept: Codable, Sendable { let note: String; let merchant: String? }
+        return .done([Event(type: "ledger.swept", merchantId: command.merchant, resourceKey: "sweep:\(command.id)",
+                            data: Swept(note: command.payload.note, merchant: command.merchant))],
+                     followUps: [FollowUp(type: "ledger.post", merchantId: command.merchant ?? "mch_sweep",
+                                          key: "post-\(command.payload.note)",
+                                          data: LedgerPost(account: "swept-\(command.payload.note)", amount: 1))])
+    }
 }
 
 /// An in-process worker on a private queue, with its own connections, for runtime tests.
@@ -71,7 +103,7 @@ final class RuntimeHarness: Sendable {
     let task: Task<Void, Never>
     let relayTask: Task<Void, Never>
 
-    init(maxRetries: Int = 3) async throws {
+    init(maxRetries: Int = 3, clock: WallClock = .system) async throws {
         queue = TestEnvironment.unique("test.fleet")
         pool = try TestEnvironment.postgres(size: 6)
         try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
@@ -79,22 +111,24 @@ final class RuntimeHarness: Sendable {
             CREATE TABLE IF NOT EXISTS fleet_test_effects (command_id text, account text, amount bigint, attempt int)
             """, [])
         _ = try await pool.query("CREATE TABLE IF NOT EXISTS fleet_test_prepared (command_id text, attempt int)", [])
+        _ = try await pool.query("CREATE TABLE IF NOT EXISTS fleet_test_parked (command_id text, reason text)", [])
         let topology = try TopologyFile.load(explicitPath: TestEnvironment.topologyPath)
         publisher = try await TestEnvironment.amqp("harness publisher")
         try await publisher.declare(topology)
         _ = try await publisher.declareQueue(AMQPQueueDeclaration(name: queue, durable: true, exclusive: false, autoDelete: false,
                                                                   arguments: ["x-queue-type": .string("quorum")]))
         consumer = try await TestEnvironment.amqp("harness consumer", confirms: false, prefetch: 16, consumes: [ConsumeSpec(queue: queue)])
-        relay = OutboxRelay(pool: pool, publisher: publisher, logger: TestEnvironment.logger)
+        relay = OutboxRelay(pool: pool, publisher: publisher, clock: clock, logger: TestEnvironment.logger)
         worker = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
-                               retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, logger: TestEnvironment.logger)
+                               retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, clock: clock, logger: TestEnvironment.logger)
             .handling(LedgerHandler(pool: pool))
+            .handling(SweepHandler())
         let worker = self.worker, relay = self.relay
         task = Task { try? await worker.run() }
         relayTask = Task { try? await relay.run() }
     }
 
-    func command(account: String, amount: Int64 = 100, merchantId: String = "mch_test", id: String = Identifiers.newCommandId(),
+    func command(account: String, amount: Int64 = 100, merchantId: String = "mch_test", id: String = MessageIds.newCommandId(),
                  key: String? = nil) -> CloudEvent<LedgerPost> {
         CloudEvent(id: id, type: "ledger.post", source: "/test", time: nil, merchantId: merchantId, idempotencyKey: key,
                    data: LedgerPost(account: account, amount: amount))
@@ -104,10 +138,11 @@ final class RuntimeHarness: Sendable {
         try await Fixtures.publishAll([try Fixtures.message(command, exchange: "", routingKey: queue, replyTo: replyTo)], on: publisher)
     }
 
-    func sendRaw(_ body: String, type: String = "ledger.post", messageId: String = UUID().uuidString) async throws {
+    func sendRaw(_ body: String, type: String = "ledger.post", messageId: String = UUID().uuidString,
+                 headers: AMQPTable = [:]) async throws {
         let message = AMQPMessage(exchange: "", routingKey: queue, body: Array(body.utf8),
                                   properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
-                                                             messageId: messageId, type: type), mandatory: true)
+                                                             messageId: messageId, type: type, headers: headers), mandatory: true)
         try await Fixtures.publishAll([message], on: publisher)
     }
 

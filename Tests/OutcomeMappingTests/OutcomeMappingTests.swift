@@ -1,3 +1,4 @@
+import Contract
 import Fleet
 import Foundation
 import Ingress
@@ -14,12 +15,12 @@ import Testing
         let payment = Payment(paymentNo: "pay_abc", merchantId: "mch_1", request: request, status: status,
                               failureCode: failure?.rawValue, failureMessage: failure.map { "because \($0.rawValue)" },
                               version: 1, at: Date())
-        return Array(try StoreJSON.encode(CloudEvent(id: "e1", type: status.eventType, source: "/t", time: nil,
+        return Array(try CanonicalJSON.encode(CloudEvent(id: "e1", type: status.eventType, source: "/t", time: nil,
                                                      merchantId: "mch_1", data: payment)).utf8)
     }
 
     static func rejection(_ code: String, errors: [FieldError] = []) throws -> [UInt8] {
-        Array(try StoreJSON.encode(CloudEvent(id: "e2", type: "command.rejected", source: "/t", time: nil, merchantId: "mch_1",
+        Array(try CanonicalJSON.encode(CloudEvent(id: "e2", type: "command.rejected", source: "/t", time: nil, merchantId: "mch_1",
                                               data: CommandRejection(commandId: "c", commandType: "payment.create", code: code,
                                                                      message: "m", errors: errors))).utf8)
     }

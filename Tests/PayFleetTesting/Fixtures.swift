@@ -1,4 +1,5 @@
 import AMQP
+import Contract
 import Foundation
 import Payments
 import Postgres
@@ -16,7 +17,7 @@ public enum Fixtures {
                             autoSettlement: true), on: connection)
             if let overrides {
                 _ = try await connection.query("UPDATE merchants SET limit_overrides = $2::jsonb WHERE merchant_id = $1",
-                                               [merchant.merchantId, try StoreJSON.encode(overrides)])
+                                               [merchant.merchantId, try CanonicalJSON.encode(overrides)])
                 merchant.limitOverrides = overrides
             }
             return (merchant, apiKey)
@@ -53,7 +54,7 @@ public enum Fixtures {
 
     /// A `payment.create` command envelope.
     public static func paymentCommand(merchantId: String, amount: Int64, currency: Currency = .USD, country: String = "US",
-                                      payMethod: PayMethod = .card, orderNo: String? = nil, id: String = Identifiers.newCommandId(),
+                                      payMethod: PayMethod = .card, orderNo: String? = nil, id: String = MessageIds.newCommandId(),
                                       idempotencyKey: String? = nil) -> CloudEvent<PaymentRequest> {
         CloudEvent(id: id, type: "payment.create", source: "/test", time: Timestamp.format(Date()), merchantId: merchantId,
                    idempotencyKey: idempotencyKey,
@@ -64,7 +65,7 @@ public enum Fixtures {
     /// The AMQP message that carries a command, as an upstream system would publish it.
     public static func message<T: Codable & Sendable>(_ command: CloudEvent<T>, exchange: String = "payfleet.commands",
                                                       routingKey: String? = nil, replyTo: String? = nil) throws -> AMQPMessage {
-        AMQPMessage(exchange: exchange, routingKey: routingKey ?? command.type, body: Array(try StoreJSON.encode(command).utf8),
+        AMQPMessage(exchange: exchange, routingKey: routingKey ?? command.type, body: Array(try CanonicalJSON.encode(command).utf8),
                     properties: AMQPProperties(contentType: "application/cloudevents+json", persistent: true,
                                                messageId: command.id, type: command.type, replyTo: replyTo),
                     mandatory: true)

@@ -1,3 +1,4 @@
+import Contract
 import Payments
 import Testing
 
@@ -38,9 +39,9 @@ import Testing
         #expect(a == Identifiers.paymentNo(merchantId: "mch_1", idempotencyKey: "k"))
         #expect(a != Identifiers.paymentNo(merchantId: "mch_2", idempotencyKey: "k"))
         #expect(a.hasPrefix("pay_") && a.count == 30)
-        let event = Identifiers.eventId(commandId: "c1", type: "payment.succeeded")
-        #expect(event == Identifiers.eventId(commandId: "c1", type: "payment.succeeded"))
-        #expect(event != Identifiers.eventId(commandId: "c1", type: "payment.failed"))
+        let event = MessageIds.eventId(commandId: "c1", type: "payment.succeeded")
+        #expect(event == MessageIds.eventId(commandId: "c1", type: "payment.succeeded"))
+        #expect(event != MessageIds.eventId(commandId: "c1", type: "payment.failed"))
         #expect(event.count == 36)
         #expect(!Identifiers.newMerchantId().contains("."))
     }

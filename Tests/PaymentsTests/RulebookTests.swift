@@ -43,15 +43,15 @@ import Testing
     }
 
     @Test(arguments: [
-        AdviceCase(current: .starter, volume: 100_000, rejections: 0, expected: .starter),   // 125,000 <= 300,000
-        AdviceCase(current: .starter, volume: 240_000, rejections: 0, expected: .starter),   // 300,000 exactly
-        AdviceCase(current: .starter, volume: 240_001, rejections: 0, expected: .business),  // 300,002 > 300,000
-        AdviceCase(current: .business, volume: 4_000_000, rejections: 0, expected: .enterprise),
-        AdviceCase(current: .premium, volume: 10, rejections: 0, expected: .starter),        // downgrade advice
-        AdviceCase(current: .starter, volume: 10, rejections: 3, expected: .business),       // rejections win
-        AdviceCase(current: .starter, volume: 10, rejections: 2, expected: .starter),
-        AdviceCase(current: .premium, volume: 10, rejections: 5, expected: .premium),        // no tier above
-        AdviceCase(current: .business, volume: 30_000_000, rejections: 3, expected: .premium),
+        AdviceCase(current: .starter, volume: 10_000_000, rejections: 0, expected: .starter),     // 100,000 CNY: 125,000 <= 300,000
+        AdviceCase(current: .starter, volume: 24_000_000, rejections: 0, expected: .starter),     // 300,000 CNY exactly
+        AdviceCase(current: .starter, volume: 24_000_001, rejections: 0, expected: .business),    // 300,000.0125 > 300,000
+        AdviceCase(current: .business, volume: 400_000_000, rejections: 0, expected: .enterprise), // 5,000,000 CNY
+        AdviceCase(current: .premium, volume: 1_000, rejections: 0, expected: .starter),           // downgrade advice
+        AdviceCase(current: .starter, volume: 1_000, rejections: 3, expected: .business),          // rejections win
+        AdviceCase(current: .starter, volume: 1_000, rejections: 2, expected: .starter),
+        AdviceCase(current: .premium, volume: 1_000, rejections: 5, expected: .premium),           // no tier above
+        AdviceCase(current: .business, volume: 3_000_000_000, rejections: 3, expected: .premium),
     ])
     func advice(c: AdviceCase) {
         let advice = TierAdvice.advise(current: c.current, trailing30DayVolume: c.volume, limitExceeded30Days: c.rejections)

@@ -91,46 +91,6 @@ struct RedisClientTests {
         await redis.close()
     }
 
-    @Test("after SCRIPT FLUSH, eval reloads the script (NOSCRIPT path) and still works")
-    func evalAfterScriptFlush() async throws {
-        let logs = LogRecorder()
-        let redis = try Self.makeClient(poolSize: 2, logs: logs)
-        let p = Self.prefix()
-        // A source of its own, so no other test's cached SHA is involved.
-        let script = RedisScript("-- \(p)\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
-        #expect(try await redis.eval(script, keys: [p + "c"], args: ["5"]) == .integer(5))
-        let sha = try #require(try await redis.command(["SCRIPT", "LOAD", script.source]).string)
-
-        _ = try await redis.command(["SCRIPT", "FLUSH"])
-        #expect(try await redis.command(["SCRIPT", "EXISTS", sha]) == .array([.integer(0)]))
-        #expect(!logs.contains("NOSCRIPT"))
-
-        #expect(try await redis.eval(script, keys: [p + "c"], args: ["5"]) == .integer(10))
-        #expect(logs.contains("NOSCRIPT"), "eval went through the NOSCRIPT reload path")
-        #expect(try await redis.command(["SCRIPT", "EXISTS", sha]) == .array([.integer(1)]))
-        _ = try await redis.command(["DEL", p + "c"])
-        await redis.close()
-    }
-
-    @Test("several scripts in one round trip: each runs once, even after SCRIPT FLUSH; an error is thrown")
-    func pipelinedScripts() async throws {
-        let logs = LogRecorder()
-        let redis = try Self.makeClient(poolSize: 1, logs: logs)
-        let p = Self.prefix()
-        let incr = RedisScript("-- \(p) incr\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
-        let append = RedisScript("-- \(p) append\nreturn redis.call('APPEND', KEYS[1], ARGV[1])")
-        let calls = [RedisScriptCall(incr, keys: [p + "n"], args: ["2"]), RedisScriptCall(append, keys: [p + "s"], args: ["ab"])]
-        #expect(try await redis.eval(calls) == [.integer(2), .integer(2)])
-        _ = try await redis.command(["SCRIPT", "FLUSH"])
-        #expect(try await redis.eval(calls) == [.integer(4), .integer(4)], "lost scripts ran once, from their source")
-        #expect(logs.contains("NOSCRIPT"))
-        let failing = RedisScript("-- \(p) fail\nreturn redis.error_reply('scripted failure')")
-        await #expect(throws: RedisError.self) { try await redis.eval([calls[0], RedisScriptCall(failing, keys: [], args: [])]) }
-        #expect(try await redis.command(["GET", p + "n"]) == .bulk(Array("6".utf8)), "the other script of the round trip ran")
-        _ = try await redis.command(["DEL", p + "n", p + "s"])
-        await redis.close()
-    }
-
     @Test("a pipeline of 100 INCRs returns 1...100 in order")
     func pipelineOfIncrements() async throws {
         let redis = try Self.makeClient()
@@ -250,12 +210,60 @@ struct RedisClientTests {
 
 /// Every message logged through `RecordingLogHandler`s that share it, so a test can see which
 /// path the client took. `@unchecked Sendable`: `messages` is only touched while holding `lock`.
+/// The tests that run `SCRIPT FLUSH`, which empties the server's script cache for every client:
+/// run one at a time, so that one's flush never lands inside the other's steps (a flush between
+/// another test's load and its `EVALSHA` made that test see `NOSCRIPT` where it expected none).
+@Suite("Redis client, script cache flushes", .serialized, .timeLimit(.minutes(2)))
+struct RedisScriptFlushTests {
+    @Test("after SCRIPT FLUSH, eval reloads the script (NOSCRIPT path) and still works")
+    func evalAfterScriptFlush() async throws {
+        let logs = LogRecorder()
+        let redis = try RedisClientTests.makeClient(poolSize: 2, logs: logs)
+        let p = RedisClientTests.prefix()
+        // A source of its own, so no other test's cached SHA is involved.
+        let script = RedisScript("-- \(p)\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+        #expect(try await redis.eval(script, keys: [p + "c"], args: ["5"]) == .integer(5))
+        let sha = try #require(try await redis.command(["SCRIPT", "LOAD", script.source]).string)
+
+        _ = try await redis.command(["SCRIPT", "FLUSH"])
+        #expect(try await redis.command(["SCRIPT", "EXISTS", sha]) == .array([.integer(0)]))
+        // What the first eval logged no longer matters: only the eval after our flush is checked.
+        logs.clear()
+
+        #expect(try await redis.eval(script, keys: [p + "c"], args: ["5"]) == .integer(10))
+        #expect(logs.contains("NOSCRIPT"), "eval went through the NOSCRIPT reload path")
+        #expect(try await redis.command(["SCRIPT", "EXISTS", sha]) == .array([.integer(1)]))
+        _ = try await redis.command(["DEL", p + "c"])
+        await redis.close()
+    }
+
+    @Test("several scripts in one round trip: each runs once, even after SCRIPT FLUSH; an error is thrown")
+    func pipelinedScripts() async throws {
+        let logs = LogRecorder()
+        let redis = try RedisClientTests.makeClient(poolSize: 1, logs: logs)
+        let p = RedisClientTests.prefix()
+        let incr = RedisScript("-- \(p) incr\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+        let append = RedisScript("-- \(p) append\nreturn redis.call('APPEND', KEYS[1], ARGV[1])")
+        let calls = [RedisScriptCall(incr, keys: [p + "n"], args: ["2"]), RedisScriptCall(append, keys: [p + "s"], args: ["ab"])]
+        #expect(try await redis.eval(calls) == [.integer(2), .integer(2)])
+        _ = try await redis.command(["SCRIPT", "FLUSH"])
+        #expect(try await redis.eval(calls) == [.integer(4), .integer(4)], "lost scripts ran once, from their source")
+        #expect(logs.contains("NOSCRIPT"))
+        let failing = RedisScript("-- \(p) fail\nreturn redis.error_reply('scripted failure')")
+        await #expect(throws: RedisError.self) { try await redis.eval([calls[0], RedisScriptCall(failing, keys: [], args: [])]) }
+        #expect(try await redis.command(["GET", p + "n"]) == .bulk(Array("6".utf8)), "the other script of the round trip ran")
+        _ = try await redis.command(["DEL", p + "n", p + "s"])
+        await redis.close()
+    }
+}
+
 final class LogRecorder: @unchecked Sendable {
     private let lock = NSLock()
     private var messages: [String] = []
 
     func append(_ message: String) { lock.withLock { messages.append(message) } }
     func contains(_ text: String) -> Bool { lock.withLock { messages.contains { $0.contains(text) } } }
+    func clear() { lock.withLock { messages.removeAll() } }
 }
 
 struct RecordingLogHandler: LogHandler {

@@ -1,6 +1,8 @@
+import Contract
 import Fleet
 import Foundation
 import Logging
+import PaymentServices
 import Payments
 import Postgres
 import Store
@@ -108,7 +110,7 @@ public struct AuthorizeHandler: CommandHandler {
         }
         if case .block(let rule, let detail) = verdict {
             let outcome = try finish(.failed, failure: .riskBlocked, message: "blocked by risk rule \(rule): \(detail)")
-            guard case .done(let events, let effects) = outcome else { return outcome }
+            guard case .done(let events, let effects, _) = outcome else { return outcome }
             return .done(events, effects: effects + [risk.event(merchantId: merchant.merchantId, paymentNo: paymentNo, rule: rule, detail: detail)])
         }
 

@@ -11,6 +11,15 @@ public struct FieldError: Sendable, Codable, Equatable, CustomStringConvertible 
     public var description: String { "\(field): \(message)" }
 }
 
+/// Every field error of one request.
+public struct ValidationFailure: Error, Sendable, Equatable {
+    public var errors: [FieldError]
+    public init(_ errors: [FieldError]) { self.errors = errors }
+
+    /// One line naming every failing field, for `detail` and logs.
+    public var summary: String { errors.map(\.description).joined(separator: "; ") }
+}
+
 /// Text checks shared by every validator.
 public enum TextRules {
     /// True when every scalar is printable: no control, surrogate, private-use, unassigned,

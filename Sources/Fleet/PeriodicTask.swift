@@ -1,0 +1,108 @@
+import Logging
+import ServiceLifecycle
+
+/// The one loop behind everything a worker does on a schedule: hot settings, the limit sync, the
+/// outbox relay and the clock.
+///
+/// Every `interval` (or at once after `notify()`, when a `wake` signal is given) it runs one pass
+/// of `body`, until graceful shutdown. A pass that answers `.more` runs again at once. A pass that
+/// throws is logged, and the next one waits a backoff (100 ms doubling up to `maxBackoff`) instead
+/// of the interval. With a `LeaderLock`, a pass runs only in the one process holding the lease; the
+/// lease is renewed while the pass runs and released at shutdown, and the pass gets its fencing
+/// token.
+public final class PeriodicTask: Service, Sendable {
+    /// What a pass says about the next one.
+    public enum Pass: Sendable {
+        /// Wait for the interval (or a wake-up).
+        case idle
+        /// There is more to do: run again at once.
+        case more
+    }
+
+    /// What a pass knows about its run.
+    public struct Context: Sendable {
+        /// The leader lock's fencing token, when the task has a lock (a pass runs only while held).
+        public let fencingToken: String?
+    }
+
+    public let name: String
+    let interval: Duration
+    let lock: LeaderLock?
+    let settle: Duration
+    let maxBackoff: Duration
+    let runAtStart: Bool
+    let logger: Logger
+    let body: @Sendable (Context) async throws -> Pass
+    private let wake = WakeSignal()
+
+    /// - Parameters:
+    ///   - settle: after a wake-up, wait this long before the pass, so that signals sent close
+    ///     together are served by one pass (the outbox relay gathers concurrent commits this way).
+    ///   - runAtStart: run the first pass at once rather than after one interval.
+    public init(name: String, interval: Duration, lock: LeaderLock? = nil, settle: Duration = .zero,
+                maxBackoff: Duration = .seconds(5), runAtStart: Bool = false, logger: Logger,
+                body: @escaping @Sendable (Context) async throws -> Pass) {
+        self.name = name
+        self.interval = interval
+        self.lock = lock
+        self.settle = settle
+        self.maxBackoff = maxBackoff
+        self.runAtStart = runAtStart
+        self.logger = logger
+        self.body = body
+    }
+
+    /// Starts the next pass now instead of at the end of the interval.
+    public func notify() { wake.signal() }
+
+    public func run() async throws {
+        var backoff = Duration.milliseconds(100)
+        var next: Duration = runAtStart ? .zero : interval
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            if next > .zero {
+                await wake.wait(timeout: next)
+                if settle > .zero { try? await Task.sleep(for: settle) }
+                if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            }
+            do {
+                let pass = try await once()
+                backoff = .milliseconds(100)
+                next = pass == .more ? .zero : interval
+            } catch {
+                logger.warning("periodic pass failed; backing off", metadata: [
+                    "task": "\(name)", "error": "\(error)", "backoff": "\(backoff)"])
+                next = backoff
+                backoff = min(backoff * 2, maxBackoff)
+            }
+        }
+        await lock?.release()
+    }
+
+    /// One pass now (if this process holds the lease, when there is a lock). Returns `.idle` when
+    /// another process holds it.
+    @discardableResult
+    public func once() async throws -> Pass {
+        guard let lock else { return try await body(Context(fencingToken: nil)) }
+        guard let token = try await lock.acquireOrRenew() else { return .idle }
+        // Keep the lease while the pass runs (a pass may outlast it).
+        return try await withThrowingTaskGroup(of: Pass?.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: lock.lease / 3)
+                    if Task.isCancelled { break }
+                    if (try? await lock.acquireOrRenew()) != token {
+                        self.logger.warning("lost the leader lock during a pass", metadata: ["task": "\(self.name)", "lock": "\(lock.key)"])
+                        break
+                    }
+                }
+                return nil
+            }
+            group.addTask { try await self.body(Context(fencingToken: token)) }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let pass = result { return pass }
+            }
+            return .idle
+        }
+    }
+}
