@@ -51,7 +51,7 @@ struct LimitReservations: AsyncParsableCommand {
         let merchant = "bench-limits-\(UUID().uuidString.prefix(8))"
         let windows = LimitWindows(at: Date())
         try await ledger.load(merchantId: merchant, windows: windows, day: 0, month: 0)
-        let limits = EffectiveLimits(tier: .premium, overrides: LimitOverrides(singleLimit: 1 << 40, dailyLimit: 1 << 60, monthlyLimit: 1 << 60))
+        let limits = EffectiveLimits(tier: .premium, currency: .USD, overrides: LimitOverrides(singleLimit: 1 << 40, dailyLimit: 1 << 60, monthlyLimit: 1 << 60))
         let perTask = reservations / concurrency
         let started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -23,7 +23,7 @@ extension IngressApp {
             let trailing = try await self.pool.withConnection {
                 try await self.merchants.trailing30Days(merchantId: merchant.merchantId, on: $0)
             }
-            let advice = TierAdvice.advise(current: merchant.tier, trailing30DayVolume: trailing.volume,
+            let advice = TierAdvice.advise(current: merchant.tier, currency: merchant.baseCurrency, trailing30DayVolume: trailing.volume,
                                            limitExceeded30Days: trailing.limitExceeded)
             return Self.json(.ok, try CanonicalJSON.encode(advice)).response
         }

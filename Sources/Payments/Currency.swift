@@ -16,6 +16,14 @@ public enum Currency: String, Sendable, Codable, CaseIterable, Hashable {
         }
     }
 
+    /// A state currency (not BTC, ETH or USDT): the only kind a merchant's base currency may be.
+    public var isFiat: Bool {
+        switch self {
+        case .JPY, .USD, .CNY, .EUR, .GBP, .SGD: true
+        case .BTC, .ETH, .USDT: false
+        }
+    }
+
     /// 10^exponent, the number of minor units in one major unit.
     public var minorUnitsPerMajor: Int64 {
         var result: Int64 = 1

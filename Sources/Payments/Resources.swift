@@ -110,7 +110,8 @@ public struct Merchant: Sendable, Codable, Equatable {
         self.createdAt = createdAt
     }
 
-    public var limits: EffectiveLimits { EffectiveLimits(tier: tier, overrides: limitOverrides) }
+    /// The limits in force, in minor units of the base currency.
+    public var limits: EffectiveLimits { EffectiveLimits(tier: tier, currency: baseCurrency, overrides: limitOverrides) }
 }
 
 /// The body of `POST /api/v1/admin/merchants`, validated field by field.
@@ -137,6 +138,10 @@ public struct NewMerchant: Sendable, Equatable {
         let name = reader.text("name", maxLength: 200)
         let tier: Tier? = reader.optionalEnumeration("tier")
         let currency: Currency? = reader.optionalEnumeration("base_currency")
+        if let currency, !currency.isFiat {
+            // Tier limits are whole units of a fiat currency (RULES "Merchant tiers").
+            reader.errors.append(FieldError("base_currency", "must be a fiat currency (\(Currency.allCases.filter(\.isFiat).map(\.rawValue).joined(separator: ", "))); \(currency.rawValue) is a crypto currency"))
+        }
         let country = reader.country("country")
         var autoSettlement = true
         switch object["auto_settlement"] {

@@ -22,10 +22,15 @@ public enum SettlementCycle: String, Sendable, Codable {
     case dPlus0 = "D+0"
 }
 
-/// What a tier allows and limits. Amounts are minor units of the merchant's base currency.
+/// What a tier allows and limits. The three limits are whole MAJOR units of the merchant's base
+/// currency, as RULES and the seed state them (starter: 10,000 CNY a payment, "单笔限额 1万");
+/// `EffectiveLimits` scales them to minor units by the currency's exponent.
 public struct TierPolicy: Sendable, Equatable {
+    /// Major units of the base currency (10,000 = 10,000.00 CNY = 1,000,000 fen).
     public var singleLimit: Int64
+    /// Major units of the base currency.
     public var dailyLimit: Int64
+    /// Major units of the base currency.
     public var monthlyLimit: Int64
     /// Merchant fee rate in basis points (0.80% = 80).
     public var feeBasisPoints: Int64
@@ -79,10 +84,19 @@ public struct EffectiveLimits: Sendable, Equatable {
     public var daily: Int64
     public var monthly: Int64
 
-    public init(tier: Tier, overrides: LimitOverrides? = nil) {
-        let policy = tier.policy
-        single = overrides?.singleLimit ?? policy.singleLimit
-        daily = overrides?.dailyLimit ?? policy.dailyLimit
-        monthly = overrides?.monthlyLimit ?? policy.monthlyLimit
+    /// The tier's limits scaled from major to minor units of `currency` (starter in CNY: a single
+    /// limit of 1,000,000 fen), each replaced by its override if the merchant has one.
+    public init(tier: Tier, currency: Currency, overrides: LimitOverrides? = nil) {
+        let policy = tier.policy, scale = currency.minorUnitsPerMajor
+        // The largest tier limit (30,000,000) times the largest fiat scale (100) fits easily.
+        single = overrides?.singleLimit ?? policy.singleLimit * scale
+        daily = overrides?.dailyLimit ?? policy.dailyLimit * scale
+        monthly = overrides?.monthlyLimit ?? policy.monthlyLimit * scale
+    }
+
+    public init(single: Int64, daily: Int64, monthly: Int64) {
+        self.single = single
+        self.daily = daily
+        self.monthly = monthly
     }
 }

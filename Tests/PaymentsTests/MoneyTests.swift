@@ -63,8 +63,38 @@ import Testing
         #expect(Tier.premium.policy.feeBasisPoints == 30)
         #expect(!Tier.starter.policy.multiCurrency && Tier.business.policy.multiCurrency)
         #expect(!Tier.business.policy.preAuthorization && Tier.enterprise.policy.preAuthorization)
-        #expect(EffectiveLimits(tier: .starter, overrides: LimitOverrides(dailyLimit: 5)).daily == 5)
-        #expect(EffectiveLimits(tier: .starter, overrides: LimitOverrides(dailyLimit: 5)).single == 10_000)
+        #expect(EffectiveLimits(tier: .starter, currency: .USD, overrides: LimitOverrides(dailyLimit: 5)).daily == 5)
+        #expect(EffectiveLimits(tier: .starter, currency: .USD, overrides: LimitOverrides(dailyLimit: 5)).single == 1_000_000)
+    }
+
+    /// RULES: the tier table is in MAJOR units of the base currency, scaled by its exponent. The
+    /// seed's starter allows 10,000 CNY a payment ("单笔限额 1万"), which is 1,000,000 fen; JPY has no
+    /// minor unit, so there the numbers stand as they are.
+    @Test(arguments: [
+        (Tier.starter, Currency.CNY, Int64(1_000_000), Int64(10_000_000), Int64(30_000_000)),
+        (.business, .USD, 5_000_000, 50_000_000, 150_000_000),
+        (.enterprise, .EUR, 20_000_000, 200_000_000, 600_000_000),
+        (.premium, .JPY, 1_000_000, 10_000_000, 30_000_000),
+    ])
+    func tierLimitsAreMajorUnitsOfTheBaseCurrency(tier: Tier, currency: Currency, single: Int64, daily: Int64, monthly: Int64) {
+        let limits = EffectiveLimits(tier: tier, currency: currency)
+        #expect(limits.single == single && limits.daily == daily && limits.monthly == monthly)
+    }
+
+    /// As a new user tries it: a business merchant's 500.00 USD payment (the seed's routing example)
+    /// is well within its single limit of 50,000.00 USD.
+    @Test func aBusinessMerchantCanTakeTheSeedsRoutingExample() {
+        let merchant = Merchant(merchantId: "mch_x", name: "Shop", tier: .business, baseCurrency: .USD, country: "US",
+                                autoSettlement: true, createdAt: "2026-12-01T00:00:00.000Z")
+        #expect(50_000 <= merchant.limits.single)
+        #expect(merchant.limits.single == 5_000_000)
+    }
+
+    @Test(arguments: [Currency.BTC, .ETH, .USDT])
+    func aCryptoBaseCurrencyIsRefused(currency: Currency) {
+        let result = NewMerchant.parse(.object(["name": .string("Shop"), "country": .string("US"), "base_currency": .string(currency.rawValue)]))
+        guard case .failure(let failure) = result else { Issue.record("accepted \(currency)"); return }
+        #expect(failure.errors.map(\.field) == ["base_currency"])
     }
 
     @Test func limitWindowsAreUTCDaysAndMonths() {

@@ -42,6 +42,8 @@ import Testing
         var testDescription: String { "\(current) volume \(volume) rejections \(rejections) -> \(expected)" }
     }
 
+    /// Volumes are minor units of CNY (fen); the monthly limits are major units: starter 300,000 CNY
+    /// is 30,000,000 fen.
     @Test(arguments: [
         AdviceCase(current: .starter, volume: 10_000_000, rejections: 0, expected: .starter),     // 100,000 CNY: 125,000 <= 300,000
         AdviceCase(current: .starter, volume: 24_000_000, rejections: 0, expected: .starter),     // 300,000 CNY exactly
@@ -54,7 +56,8 @@ import Testing
         AdviceCase(current: .business, volume: 3_000_000_000, rejections: 3, expected: .premium),
     ])
     func advice(c: AdviceCase) {
-        let advice = TierAdvice.advise(current: c.current, trailing30DayVolume: c.volume, limitExceeded30Days: c.rejections)
+        let advice = TierAdvice.advise(current: c.current, currency: .CNY, trailing30DayVolume: c.volume,
+                                       limitExceeded30Days: c.rejections)
         #expect(advice.recommendedTier == c.expected)
         #expect(advice.currentTier == c.current)
         #expect(!advice.reason.isEmpty)
@@ -65,7 +68,7 @@ import Testing
 @Suite struct LimitLedgerModelTests {
     static let today = LimitWindows(at: Date(timeIntervalSince1970: 1_795_000_000))
     static let tomorrow = LimitWindows(at: Date(timeIntervalSince1970: 1_795_000_000 + 86_400))
-    static let limits = EffectiveLimits(tier: .starter, overrides: LimitOverrides(singleLimit: 400, dailyLimit: 1_000, monthlyLimit: 1_500))
+    static let limits = EffectiveLimits(tier: .starter, currency: .USD, overrides: LimitOverrides(singleLimit: 400, dailyLimit: 1_000, monthlyLimit: 1_500))
 
     @Test func reservationsAreKeyedByCommand() throws {
         var ledger = LimitLedgerModel(limits: Self.limits)
