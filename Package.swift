@@ -11,6 +11,10 @@ let package = Package(
         .executable(name: "payfleet", targets: ["payfleet"]),
         .executable(name: "payfleet-ingress", targets: ["payfleet-ingress"]),
         .executable(name: "payfleet-authorize", targets: ["payfleet-authorize"]),
+        .executable(name: "payfleet-capture", targets: ["payfleet-capture"]),
+        .executable(name: "payfleet-timeout", targets: ["payfleet-timeout"]),
+        .executable(name: "payfleet-expire", targets: ["payfleet-expire"]),
+        .executable(name: "payfleet-clock", targets: ["payfleet-clock"]),
         .executable(name: "payfleet-bench", targets: ["payfleet-bench"]),
     ],
     dependencies: [
@@ -62,7 +66,8 @@ let package = Package(
         // channel adapters, tier changes.
         .target(name: "PaymentServices", dependencies: ["Fleet", "Store", "Payments", "Contract",
                                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "Workers", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract"]),
+        .target(name: "Workers", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract",
+                                                .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "Ingress", dependencies: [
             "Fleet", "PaymentServices", "Store", "Payments", "Contract",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -73,6 +78,10 @@ let package = Package(
         .executableTarget(name: "payfleet", dependencies: ["Fleet", "PaymentServices", "Store", "Redis", "Contract", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "payfleet-ingress", dependencies: ["Ingress", "Fleet"]),
         .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet", "PaymentServices"]),
+        .executableTarget(name: "payfleet-capture", dependencies: ["Workers", "Fleet", "PaymentServices"]),
+        .executableTarget(name: "payfleet-timeout", dependencies: ["Workers", "Fleet", "PaymentServices"]),
+        .executableTarget(name: "payfleet-expire", dependencies: ["Workers", "Fleet", "PaymentServices"]),
+        .executableTarget(name: "payfleet-clock", dependencies: ["Workers", "Fleet"]),
 
         // Load generator of Benchmarks/run.sh (raw broker baseline, end-to-end over AMQP).
         .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract", "AMQP", "Postgres", "Redis",
@@ -84,6 +93,7 @@ let package = Package(
 
         // Unit tests: no servers.
         .testTarget(name: "PaymentsTests", dependencies: ["Payments", "Contract", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Fleet", "Payments", "Contract"]),
         .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store", "Contract"]),
         // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),
@@ -92,6 +102,7 @@ let package = Package(
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "PaymentServices", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting", "Contract", "Payments",
                                                   .product(name: "PropertyBased", package: "swift-property-based")]),
         // End-to-end: spawns the real executables.
-        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments", "Contract", "Store", "Redis", "Postgres", "AMQP"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments", "Contract", "Store", "Redis", "Postgres", "AMQP",
+                                                        .product(name: "Crypto", package: "swift-crypto")]),
     ]
 )

@@ -2,7 +2,7 @@
 # Benchmarks/run.sh — end-to-end throughput and latency of the authorize path, against the
 # machine's own limits measured in the same run, printed as one table.
 #
-#   Benchmarks/run.sh [--commands N] [--seconds S] [--http-connections C]
+#   Benchmarks/run.sh [--commands N] [--seconds S] [--http-connections C] [--holds N] [--due N]
 #
 # Runs on the local stack (deploy/local/up.sh; started here if it is not up). Measures:
 #   1. pgbench: the authorize transaction's SQL (inbox claim, payment insert, outbox insert,
@@ -13,17 +13,23 @@
 #   4. authorize over HTTP: POST /api/v1/payments with wrk, waiting for the outcome (201);
 #   5. the rulebook: routing decisions per second (library alone); limit reservations per second
 #      through the Redis script, against redis-benchmark running an EVAL of the same script on the
-#      same Redis; merchant lookup latency through the Redis cache and from PostgreSQL.
+#      same Redis; merchant lookup latency through the Redis cache and from PostgreSQL;
+#   6. captures over AMQP (pre-authorizations made first, each captured in full), against pgbench
+#      running the capture transaction's SQL (and the channel's own record) in the same run;
+#   7. a timeout sweep over 10,000 due payments (sandbox test clock): its duration, and authorize
+#      p99 measured while it runs against p99 without it.
 # No timing is asserted anywhere: the table reports rates and ratios.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
-commands=5000 seconds=15 http_connections=32
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+commands=5000 seconds=15 http_connections=32 holds=3000 due=10000
 while (($#)); do
   case "$1" in
     --commands) commands=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --http-connections) http_connections=$2; shift 2 ;;
+    --holds) holds=$2; shift 2 ;;
+    --due) due=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -50,14 +56,19 @@ swift build -c release --product payfleet-bench >&2
 bench=$(swift build -c release --show-bin-path)/payfleet-bench
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-section "1/5 pgbench: the authorize transaction, 8 clients, ${seconds}s"
+section "1/7 pgbench: the authorize transaction (with its pin and the channel's record), 8 clients, ${seconds}s"
 export PGPASSWORD=payfleet
 psql_() { psql -h 127.0.0.1 -p "$pg_port" -U payfleet -d payfleet -v ON_ERROR_STOP=1 -q "$@"; }
 psql_ <<'SQL'
-DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox;
+DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls,
+  bench_pre_authorizations;
 CREATE TABLE bench_inbox (LIKE inbox INCLUDING ALL);
 CREATE TABLE bench_payments (LIKE payments INCLUDING ALL);
 CREATE TABLE bench_outbox (LIKE outbox INCLUDING ALL);
+CREATE TABLE bench_limit_entries (LIKE limit_entries INCLUDING ALL);
+CREATE TABLE bench_pins (LIKE command_pins INCLUDING ALL);
+CREATE TABLE bench_channel_calls (LIKE sandbox_channel_calls INCLUDING ALL);
+CREATE TABLE bench_pre_authorizations (LIKE pre_authorizations INCLUDING ALL);
 SQL
 # The same statements as one authorize command, with rows of the same size: a real routing
 # record and outcome event from `payfleet-bench sample`, and a real merchant to read.
@@ -71,10 +82,13 @@ sample, merchant = json.loads(sys.argv[1]), sys.argv[2]
 q = lambda text: "E'" + text.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a") + "'"
 routing, event = q(sample["routing"]), q(sample["event"])
 print(f"""\\set n random(1, 9000000000000000000)
+INSERT INTO bench_pins (merchant_id, idempotency_key, request_hash, decision, amount_base, counted_at) VALUES ('{merchant}', :n, 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60', {routing}::jsonb, 1000, now()) ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET merchant_id = bench_pins.merchant_id RETURNING request_hash, decision::text, amount_base, counted_at, (xmax = 0);
+INSERT INTO bench_channel_calls (channel, idempotency_key, operation, resource, amount, currency, answer, reference) VALUES ('stripe', 'pay_' || :n || ':authorize', 'authorize', 'pay_' || :n, 1000, 'USD', 'succeed', 'sbx_stripe_pay_' || :n) ON CONFLICT (channel, idempotency_key) DO UPDATE SET calls = bench_channel_calls.calls + 1, last_at = now() RETURNING answer, reference, (xmax = 0);
 BEGIN;
 INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash) VALUES ('{merchant}', :n, :n, 'payment.create', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60') ON CONFLICT DO NOTHING;
 SELECT merchant_id, name, tier, base_currency, country, auto_settlement, limit_overrides, created_at FROM merchants WHERE merchant_id = '{merchant}';
-INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at) VALUES ('pay_' || :n, '{merchant}', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now());
+INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at, limit_key, counted_at) VALUES ('pay_' || :n, '{merchant}', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now(), :n, now());
+INSERT INTO bench_limit_entries (merchant_id, limit_key, counted_at, amount, at, kind, ref) VALUES ('{merchant}', :n, now(), 1000, now(), 'reserve', 'pay_' || :n);
 WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.{merchant}.payment.succeeded', outcome_event = {event} WHERE merchant_id = '{merchant}' AND idempotency_key = :n::text) INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text, 'payment.succeeded', 'payfleet.events', 'm.{merchant}.payment.succeeded', 'payment:' || :n::text, :n::text, {event});
 COMMIT;""")
 PY
@@ -82,16 +96,16 @@ pgbench_out=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prep
 rm -f "$script"
 pg_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_out" | head -1 | awk '{print $3}')
 pg_lat=$(grep -oE 'latency average = [0-9.]+' <<<"$pgbench_out" | awk '{print $4}')
-psql_ -c "DROP TABLE bench_inbox, bench_payments, bench_outbox"
+psql_ -c "TRUNCATE bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls"
 echo "pgbench: $pg_tps tx/s, average latency $pg_lat ms" >&2
 
-section "2/5 raw broker: quorum queue, persistent 300-byte messages"
+section "2/7 raw broker: quorum queue, persistent 300-byte messages"
 broker=$("$bench" broker --messages 30000)
 pub_rate=$(json "['publish_per_second']" <<<"$broker")
 con_rate=$(json "['consume_per_second']" <<<"$broker")
 echo "$broker" >&2
 
-section "3/5 authorize over AMQP: $commands commands, publish with confirms -> outcome event"
+section "3/7 authorize over AMQP: $commands commands, publish with confirms -> outcome event"
 merchant=$("$bench" merchant)
 merchant_id=$(json "['merchant_id']" <<<"$merchant")
 api_key=$(json "['api_key']" <<<"$merchant")
@@ -101,14 +115,14 @@ amqp_rate=$(json "['per_second']" <<<"$amqp")
 amqp_p50=$(json "['p50_ms']" <<<"$amqp")
 amqp_p99=$(json "['p99_ms']" <<<"$amqp")
 
-section "3b/5 authorize over AMQP at light load: 4 commands in flight"
+section "3b/7 authorize over AMQP at light load: 4 commands in flight"
 amqp_light=$("$bench" authorize --commands 1000 --in-flight 4 --merchant "$merchant_id")
 echo "$amqp_light" >&2
 light_rate=$(json "['per_second']" <<<"$amqp_light")
 light_p50=$(json "['p50_ms']" <<<"$amqp_light")
 light_p99=$(json "['p99_ms']" <<<"$amqp_light")
 
-section "4/5 authorize over HTTP: wrk, $http_connections connections, ${seconds}s"
+section "4/7 authorize over HTTP: wrk, $http_connections connections, ${seconds}s"
 # A premium merchant may make 10,000 requests a minute (~167/s): spread the load over 8.
 keys=""
 for _ in 1 2 3 4 5 6 7 8; do keys="$keys\"$(json "['api_key']" <<<"$("$bench" merchant)")\","; done
@@ -137,7 +151,7 @@ http_p50=$(to_ms "$(awk '/ 50%/{print $2}' <<<"$wrk_out")")
 http_p99=$(to_ms "$(awk '/ 99%/{print $2}' <<<"$wrk_out")")
 http_errors=$(grep -oE "Non-2xx or 3xx responses: [0-9]+" <<<"$wrk_out" | awk "{print \$5}" || true)
 
-section "5/5 the rulebook: routing decisions, limit reservations, merchant lookups"
+section "5/7 the rulebook: routing decisions, limit reservations, merchant lookups"
 routing=$("$bench" routing)
 echo "$routing" >&2
 limits=$("$bench" limits --reservations 50000 --concurrency 16)
@@ -155,6 +169,64 @@ redis-cli -p "$redis_port" --scan --pattern "pf:lim:{redis-benchmark}:*" | xargs
 rb_rate=$(python3 -c "import csv,sys; rows=[r for r in csv.reader(sys.stdin) if len(r) > 1]; print(rows[-1][1])" <<<"$rb_out")
 lookups=$("$bench" merchant-lookup --lookups 5000)
 echo "$lookups" >&2
+
+section "6/7 captures over AMQP ($holds holds, each captured in full) and pgbench running the capture transaction"
+# The capture transaction's SQL, with rows of the real sizes: the inbox claim, the merchant's
+# limit lock, the hold read and changed (FOR UPDATE, one conditional update), the capture's payment,
+# the inbox outcome and two outbox rows; then the sandbox channel's own record (autocommit).
+psql_ <<'SQL'
+INSERT INTO bench_pre_authorizations (pre_auth_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method,
+    channel, routing, status, expires_at, command_id, limit_key, counted_at, version, created_at, updated_at)
+SELECT 'pa_' || g, 'mch_bench', 'room-' || g, 100000000, 100000000, 'USD', 'US', 'card', 'stripe', '{}'::jsonb, 'authorized',
+       now() + interval '7 days', 'c' || g, 'k' || g, now(), 1, now(), now()
+FROM generate_series(1, 10000) AS g;
+SQL
+script=$(mktemp)
+python3 - "$sample" "$(json "['merchant_id']" <<<"$bench_merchant")" >"$script" <<'PY'
+import json, sys
+sample, merchant = json.loads(sys.argv[1]), sys.argv[2]
+q = lambda text: "E'" + text.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a") + "'"
+routing, event = q(sample["routing"]), q(sample["event"])
+print(f"""\\set n random(1, 9000000000000000000)
+\\set h random(1, 10000)
+BEGIN;
+INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash) VALUES ('{merchant}', :n, :n, 'preauth.capture', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60') ON CONFLICT DO NOTHING;
+SELECT pg_advisory_xact_lock_shared(hashtext('pf' || chr(58) || 'limits'), hashtext('{merchant}'));
+SELECT pre_auth_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing::text, status, captured_amount, capture_count, released_amount, expires_at, failure_code, failure_message, subject, metadata::text, customer::text, limit_key, counted_at, version, created_at, updated_at FROM bench_pre_authorizations WHERE pre_auth_no = 'pa_' || :h AND merchant_id = 'mch_bench' FOR UPDATE;
+UPDATE bench_pre_authorizations SET status = 'partially_captured', captured_amount = captured_amount + 1, capture_count = capture_count + 1, version = version + 1, updated_at = now() WHERE pre_auth_no = 'pa_' || :h AND expires_at > now();
+INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at, limit_key, counted_at, pre_auth_no) VALUES ('pay_' || :n, '{merchant}', 'room-' || :h, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now(), :n, now(), 'pa_' || :h);
+WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.{merchant}.payment.succeeded', outcome_event = {event} WHERE merchant_id = '{merchant}' AND idempotency_key = :n::text) INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text, 'payment.succeeded', 'payfleet.events', 'm.{merchant}.payment.succeeded', 'payment:' || :n::text, :n::text, {event});
+INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text || 'p', 'preauth.captured', 'payfleet.events', 'm.{merchant}.preauth.captured', 'preauth:pa_' || :h, :n::text, {event});
+COMMIT;
+INSERT INTO bench_channel_calls (channel, idempotency_key, operation, resource, amount, currency, answer, reference) VALUES ('stripe', 'pa_' || :h || ':capture:' || :n, 'capture', 'pa_' || :h, 1000, 'USD', 'succeed', 'sbx') ON CONFLICT (channel, idempotency_key) DO UPDATE SET calls = bench_channel_calls.calls + 1 RETURNING answer, reference, (xmax = 0);""")
+PY
+pgbench_capture=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
+rm -f "$script"
+psql_ -c "DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls, bench_pre_authorizations"
+pg_capture_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_capture" | head -1 | awk '{print $3}')
+echo "pgbench (capture): $pg_capture_tps tx/s" >&2
+capture=$("$bench" capture --holds "$holds" --merchant "$merchant_id")
+echo "$capture" >&2
+capture_rate=$(json "['per_second']" <<<"$capture")
+capture_p50=$(json "['p50_ms']" <<<"$capture")
+capture_p99=$(json "['p99_ms']" <<<"$capture")
+
+section "7/7 a timeout sweep over $due due payments, and authorize p99 with and without it"
+sweep_merchant=$(json "['merchant_id']" <<<"$("$bench" merchant)")
+pending=$("$bench" pending --payments "$due" --merchant "$sweep_merchant")
+echo "$pending" >&2
+quiet=$("$bench" authorize --commands 3000 --in-flight 16 --merchant "$merchant_id")
+echo "without the sweep: $quiet" >&2
+sweep_file=$(mktemp)
+"$bench" sweep --merchant "$sweep_merchant" >"$sweep_file" &
+sweep_pid=$!
+sleep 0.5
+busy=$("$bench" authorize --commands 3000 --in-flight 16 --merchant "$merchant_id")
+wait "$sweep_pid"
+sweep=$(cat "$sweep_file")
+rm -f "$sweep_file"
+echo "during the sweep: $busy" >&2
+echo "sweep: $sweep" >&2
 
 python3 - "$pg_tps" "$pub_rate" "$con_rate" "$amqp_rate" "$amqp_p50" "$amqp_p99" "$http_rate" "$http_p50" "$http_p99" "${http_errors:-0}" \
     "$light_rate" "$light_p50" "$light_p99" "$pg_lat" <<'PY'
@@ -196,4 +268,21 @@ for kind in ("cached", "uncached"):
     print(f"| {name:<58} | {'':>10} | {p['p50']:>7.2f} | {p['p99']:>7.2f} | {'':<24} |")
 c, u = lookups["cached"]["p50"], lookups["uncached"]["p50"]
 print(f"\nmerchant lookup: the cache answers in {c / u:.2f} of the database's time (p50)")
+PY
+
+python3 - "$pg_capture_tps" "$capture" "$sweep" "$quiet" "$busy" <<'PY'
+import json, sys
+pg = float(sys.argv[1])
+capture, sweep, quiet, busy = (json.loads(a) for a in sys.argv[2:6])
+print()
+print(f"| {'lifecycle':<58} | {'per second':>10} | {'p50 ms':>7} | {'p99 ms':>7} | {'ratio':<24} |")
+print(f"|{'-'*60}|{'-'*12}|{'-'*9}|{'-'*9}|{'-'*26}|")
+print(f"| {'pgbench: the capture transaction (8 clients)':<58} | {pg:>10,.0f} | {'':>7} | {'':>7} | {'1.00 (baseline)':<24} |")
+name = f"captures over AMQP (publish -> outcome), 256 in flight"
+print(f"| {name:<58} | {capture['per_second']:>10,.0f} | {capture['p50_ms']:>7.1f} | {capture['p99_ms']:>7.1f} | {capture['per_second'] / pg:.2f} of pgbench{'':<9} |")
+name = f"timeout sweep: {sweep['payments']:,} due payments in {sweep['seconds']:.1f} s"
+print(f"| {name:<58} | {sweep['per_second']:>10,.0f} | {'':>7} | {'':>7} | {'':<24} |")
+print(f"| {'authorize, 16 in flight, no sweep':<58} | {quiet['per_second']:>10,.0f} | {quiet['p50_ms']:>7.1f} | {quiet['p99_ms']:>7.1f} | {'1.00 (baseline p99)':<24} |")
+ratio = busy['p99_ms'] / quiet['p99_ms'] if quiet['p99_ms'] else 0
+print(f"| {'authorize, 16 in flight, during the sweep':<58} | {busy['per_second']:>10,.0f} | {busy['p50_ms']:>7.1f} | {busy['p99_ms']:>7.1f} | {f'{ratio:.2f} x p99 without':<24} |")
 PY

@@ -8,13 +8,18 @@
 * every example embedded in a schema's `examples` is valid, formats included
   (every schema but common.json must have at least one);
 * known-bad instances are rejected and known-good edge cases accepted;
+* preauth.create's data is payment.create's plus expires_in_seconds, member
+  for member (each a $ref to payment.create's definition);
 * asyncapi.yaml parses, is AsyncAPI 3.0.0, every $ref in it points to an
   existing file (and JSON pointer), operations only use their channel's
-  messages, every message schema in schemas/ is used, and its message
-  examples validate against the referenced schemas;
+  messages, every message schema in schemas/ is used, its message
+  examples validate against the referenced schemas, and a message's name,
+  its AMQP messageType and its schema's type are the same;
 * when definitions.json (the RabbitMQ definitions) is beside it, the
   exchanges, queues, queue arguments and bindings asyncapi.yaml documents are
-  the ones it declares, and every command work queue is documented.
+  the ones it declares, every command work queue is documented, every
+  command type bound to a work queue has a message schema (or is reserved),
+  and the commands a queue channel lists are bound to that queue.
 
 Needs jsonschema (>= 4.18, for referencing) and PyYAML. Exits non-zero on any
 failure; the last line is `schemas: N passed, M failed`.
@@ -45,12 +50,39 @@ FORMATS = Draft202012Validator.FORMAT_CHECKER
 LIBRARIES = {"common.json"}
 # Message schemas: each must be the payload of an AsyncAPI message.
 MESSAGES = {
+    # merchant commands
     "payment.create.json",
+    "preauth.create.json",
+    "preauth.capture.json",
+    "preauth.cancel.json",
+    "payment.refund.json",
+    "payment.complete.json",
+    # system commands (envelope: system_command.json)
+    "payment.timeout.json",
+    "preauth.expire.json",
+    "settlement.run.json",
+    "archive.run.json",
+    "export.cleanup.json",
+    # events
     "payment.succeeded.json",
     "payment.pending.json",
     "payment.failed.json",
+    "payment.timed_out.json",
+    "payment.refunded.json",
+    "payment.reversed.json",
+    "preauth.authorized.json",
+    "preauth.failed.json",
+    "preauth.captured.json",
+    "preauth.cancelled.json",
+    "preauth.expired.json",
+    "sweep.completed.json",
     "command.rejected.json",
 }
+# Resources and shared envelopes: not messages themselves, but must exist.
+RESOURCES = {"cloudevent.json", "system_command.json", "payment.json", "pre_authorization.json",
+             "merchant.json", "problem.json"}
+# Command types of the contract bound in definitions.json whose schemas come with a later release.
+RESERVED_COMMANDS = {"settlement.merchant", "export.run"}
 
 passed = 0
 failed = 0
@@ -105,7 +137,7 @@ for path in sorted(SCHEMAS.glob("*.json")):
     except ValueError as exc:
         check(False, f"{path.name} parses as JSON", str(exc))
 check(bool(schemas), "schemas/ holds schema files")
-for name in sorted(MESSAGES | {"cloudevent.json", "payment.json", "merchant.json", "problem.json"}):
+for name in sorted(MESSAGES | RESOURCES):
     check(name in schemas, f"schemas/{name} exists")
 
 for name, schema in schemas.items():
@@ -161,6 +193,38 @@ check(
     } and create_example.get("specversion") == "1.0",
     "payment.create examples[0] is the order-1001 full envelope",
 )
+
+# preauth.create data = payment.create data + expires_in_seconds, member for member.
+pc = schemas.get("payment.create.json", {}).get("$defs", {}).get("data", {})
+pa = schemas.get("preauth.create.json", {}).get("$defs", {}).get("data", {})
+if pc and pa:
+    check(pa.get("required") == pc.get("required"), "preauth.create data requires what payment.create data requires",
+          f"{pa.get('required')} != {pc.get('required')}")
+    check(set(pa.get("properties", {})) == set(pc.get("properties", {})) | {"expires_in_seconds"},
+          "preauth.create data has payment.create's members plus expires_in_seconds",
+          sorted(set(pa.get("properties", {})) ^ (set(pc.get("properties", {})) | {"expires_in_seconds"})))
+    for member in sorted(pc.get("properties", {})):
+        ref = pa.get("properties", {}).get(member, {}).get("$ref")
+        check(ref == f"payment.create.json#/$defs/data/properties/{member}",
+              f"preauth.create data.{member} refers to payment.create's definition", ref)
+    check(pa.get("additionalProperties") is False and pc.get("additionalProperties") is False,
+          "payment.create and preauth.create data are closed")
+else:
+    check(False, "payment.create.json and preauth.create.json define $defs/data")
+
+
+def type_const(schema):
+    """The const of `type` in a message schema's allOf (None when it has none)."""
+    for part in schema.get("allOf", []):
+        const = part.get("properties", {}).get("type", {}).get("const")
+        if const:
+            return const
+    return None
+
+
+for name in sorted(MESSAGES):
+    check(type_const(schemas.get(name, {})) == name.removesuffix(".json"),
+          f"{name} fixes type to {name.removesuffix('.json')}", type_const(schemas.get(name, {})))
 
 # --------------------------------------------------------------------------
 # 4. known-bad instances fail, known-good edge cases pass
@@ -276,6 +340,138 @@ BAD = [
     ("merchant.json", "merchant without name", lambda m: m.__delitem__("name")),
     ("problem.json", "problem without code", lambda p: p.__delitem__("code")),
     ("problem.json", "problem status 99", lambda p: p.__setitem__("status", 99)),
+    ("problem.json", "pre_authorization member with status pending",
+     lambda p: p["pre_authorization"].__setitem__("status", "pending"), 2),
+    # payment resource (through payment.succeeded)
+    ("payment.succeeded.json", "payment_no of 25 characters", set_payment("payment_no", "pay_" + "a" * 25)),
+    ("payment.succeeded.json", "payment_no with a digit outside base32", set_payment("payment_no", "pay_" + "a" * 25 + "1")),
+    ("payment.succeeded.json", "pre_auth_no that is a payment number",
+     set_payment("pre_auth_no", "pay_qpw7feitnfna5cny7ee3g577da")),
+    # preauth.create
+    ("preauth.create.json", "expires_in_seconds 2592001 (over 30 days)", set_data("expires_in_seconds", 2592001)),
+    ("preauth.create.json", "expires_in_seconds 59", set_data("expires_in_seconds", 59)),
+    ("preauth.create.json", "expires_in_seconds 3600.5", set_data("expires_in_seconds", 3600.5)),
+    ("preauth.create.json", "expires_in_seconds as a string", set_data("expires_in_seconds", "3600")),
+    ("preauth.create.json", "amount 0 (payment.create's rule)", set_data("amount", 0)),
+    ("preauth.create.json", "currency XXX (payment.create's rule)", set_data("currency", "XXX")),
+    ("preauth.create.json", "unknown data field", set_data("expires_at", "2026-12-01T00:00:00Z")),
+    ("preauth.create.json", "missing order_no", delete("data", "order_no")),
+    ("preauth.create.json", "missing merchantid", delete("merchantid")),
+    ("preauth.create.json", "wrong type", set_top("type", "payment.create")),
+    # preauth.capture
+    ("preauth.capture.json", "capture amount 0", set_data("amount", 0)),
+    ("preauth.capture.json", "capture amount -5", set_data("amount", -5)),
+    ("preauth.capture.json", "capture without pre_auth_no", delete("data", "pre_auth_no")),
+    ("preauth.capture.json", "pre_auth_no that is a payment number", set_data("pre_auth_no", "pay_qpw7feitnfna5cny7ee3g577da")),
+    ("preauth.capture.json", "pre_auth_no in upper case", set_data("pre_auth_no", "pa_GNQ3MRATG6D4L4G2ZXTJCAL6HY")),
+    ("preauth.capture.json", "final as a string", set_data("final", "true")),
+    ("preauth.capture.json", "unknown data field", set_data("release", True)),
+    ("preauth.capture.json", "missing merchantid", delete("merchantid")),
+    # preauth.cancel
+    ("preauth.cancel.json", "cancel without reason", delete("data", "reason")),
+    ("preauth.cancel.json", "reason empty", set_data("reason", "")),
+    ("preauth.cancel.json", "reason 501 characters", set_data("reason", "r" * 501)),
+    ("preauth.cancel.json", "reason with a newline", set_data("reason", "guest\nleft")),
+    ("preauth.cancel.json", "cancel without pre_auth_no", delete("data", "pre_auth_no")),
+    ("preauth.cancel.json", "missing merchantid", delete("merchantid")),
+    # payment.refund
+    ("payment.refund.json", "payment_no not pay_ + 26 base32 characters", set_data("payment_no", "pay_123")),
+    ("payment.refund.json", "payment_no that is a pre-authorization number",
+     set_data("payment_no", "pa_gnq3mratg6d4l4g2zxtjcal6hy")),
+    ("payment.refund.json", "refund without payment_no", delete("data", "payment_no")),
+    ("payment.refund.json", "refund amount 0", set_data("amount", 0)),
+    ("payment.refund.json", "reason 501 characters", set_data("reason", "r" * 501)),
+    ("payment.refund.json", "reason empty", set_data("reason", "")),
+    ("payment.refund.json", "unknown data field", set_data("currency", "USD")),
+    ("payment.refund.json", "missing merchantid", delete("merchantid")),
+    # payment.complete
+    ("payment.complete.json", "result maybe", set_data("result", "maybe")),
+    ("payment.complete.json", "result pending", set_data("result", "pending")),
+    ("payment.complete.json", "without channel_ref", delete("data", "channel_ref")),
+    ("payment.complete.json", "channel_ref 129 characters", set_data("channel_ref", "c" * 129)),
+    ("payment.complete.json", "channel_ref with a control character", set_data("channel_ref", "ch_\u0007")),
+    ("payment.complete.json", "without result", delete("data", "result")),
+    ("payment.complete.json", "unknown data field", set_data("amount", 5052)),
+    ("payment.complete.json", "missing merchantid", delete("merchantid")),
+    # payment.timeout (examples: 0 the clock's sweep, 1 one payment, 2 a continuation)
+    ("payment.timeout.json", "sweep with both payment_no and after",
+     set_top("data", {"payment_no": "pay_r3mty5t7geg2xnr4on7vwtf3wi", "after": "pay_vbqesgmpifukitjvfgihc762ve"}), 1),
+    ("payment.timeout.json", "one payment without merchantid", delete("merchantid"), 1),
+    ("payment.timeout.json", "one payment named by a pre-authorization number",
+     set_data("payment_no", "pa_gnq3mratg6d4l4g2zxtjcal6hy"), 1),
+    ("payment.timeout.json", "pre_auth_no instead of payment_no",
+     set_top("data", {"pre_auth_no": "pa_gnq3mratg6d4l4g2zxtjcal6hy"}), 1),
+    ("payment.timeout.json", "after that is not a payment number", set_data("after", "42"), 2),
+    ("payment.timeout.json", "now not UTC", set_data("now", "2026-12-02T08:05:00+08:00")),
+    ("payment.timeout.json", "now not a time", set_data("now", "tomorrow")),
+    ("payment.timeout.json", "unknown data field", set_data("limit", 10)),
+    ("payment.timeout.json", "wrong type", set_top("type", "preauth.expire")),
+    # preauth.expire (same example layout)
+    ("preauth.expire.json", "sweep with both pre_auth_no and after",
+     set_top("data", {"pre_auth_no": "pa_gnq3mratg6d4l4g2zxtjcal6hy", "after": "pa_r5mjruuycfbxpihcl4vf4kcgsm"}), 1),
+    ("preauth.expire.json", "one pre-authorization without merchantid", delete("merchantid"), 1),
+    ("preauth.expire.json", "payment_no instead of pre_auth_no",
+     set_top("data", {"payment_no": "pay_r3mty5t7geg2xnr4on7vwtf3wi"}), 1),
+    ("preauth.expire.json", "after that is a payment number", set_data("after", "pay_vbqesgmpifukitjvfgihc762ve"), 2),
+    ("preauth.expire.json", "unknown data field", set_data("batch", 10)),
+    # settlement.run, archive.run, export.cleanup
+    ("settlement.run.json", "date not YYYY-MM-DD", set_data("date", "20261201")),
+    ("settlement.run.json", "date with a time", set_data("date", "2026-12-01T00:00:00Z")),
+    ("settlement.run.json", "with merchantid", set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")),
+    ("settlement.run.json", "unknown data field", set_data("merchant_id", "mch_1")),
+    ("archive.run.json", "tables empty", set_data("tables", [])),
+    ("archive.run.json", "tables with a duplicate", set_data("tables", ["risk_events", "risk_events"])),
+    ("archive.run.json", "tables as a string", set_data("tables", "risk_events")),
+    ("archive.run.json", "with merchantid", set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")),
+    ("export.cleanup.json", "data not empty", set_data("force", True)),
+    ("export.cleanup.json", "with merchantid", set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")),
+    ("system_command.json", "a merchant command type", set_top("type", "payment.create")),
+    # pre-authorization resource and events
+    ("pre_authorization.json", "status pending", lambda r: r.__setitem__("status", "pending")),
+    ("pre_authorization.json", "status unknown", lambda r: r.__setitem__("status", "held")),
+    ("pre_authorization.json", "pre_auth_no with the pay_ prefix",
+     lambda r: r.__setitem__("pre_auth_no", "pay_gnq3mratg6d4l4g2zxtjcal6hy")),
+    ("pre_authorization.json", "without released_amount", lambda r: r.__delitem__("released_amount")),
+    ("pre_authorization.json", "without failure_message", lambda r: r.__delitem__("failure_message")),
+    ("pre_authorization.json", "captured_amount -1", lambda r: r.__setitem__("captured_amount", -1)),
+    ("pre_authorization.json", "capture_count -1", lambda r: r.__setitem__("capture_count", -1)),
+    ("pre_authorization.json", "released_amount as a string", lambda r: r.__setitem__("released_amount", "0")),
+    ("pre_authorization.json", "expires_at not UTC", lambda r: r.__setitem__("expires_at", "2026-12-02T18:00:00+08:00")),
+    ("pre_authorization.json", "version -1", lambda r: r.__setitem__("version", -1)),
+    ("pre_authorization.json", "currency lower case", lambda r: r.__setitem__("currency", "usd")),
+    ("preauth.authorized.json", "authorized event whose pre-authorization is captured", set_data("status", "captured")),
+    ("preauth.authorized.json", "authorized event with version 0", set_data("version", 0)),
+    ("preauth.authorized.json", "authorized event without merchantid", delete("merchantid")),
+    ("preauth.authorized.json", "authorized event with a capture", set_data("captured_amount", 100)),
+    ("preauth.failed.json", "failed event without failure_code", set_data("failure_code", None)),
+    ("preauth.failed.json", "failed event whose pre-authorization is authorized", set_data("status", "authorized")),
+    ("preauth.captured.json", "captured event whose pre-authorization is authorized", set_data("status", "authorized")),
+    ("preauth.captured.json", "captured event without a capture", set_data("capture_count", 0)),
+    ("preauth.cancelled.json", "cancelled event whose pre-authorization expired", set_data("status", "expired")),
+    ("preauth.cancelled.json", "cancelled event without time", delete("time")),
+    ("preauth.expired.json", "expired event whose pre-authorization was cancelled", set_data("status", "cancelled")),
+    ("preauth.expired.json", "expired event without released_amount", delete("data", "released_amount")),
+    # payment events of this release
+    ("payment.refunded.json", "refunded event whose payment is succeeded", set_payment("status", "succeeded")),
+    ("payment.refunded.json", "refunded event with refunded_amount 0", set_payment("refunded_amount", 0)),
+    ("payment.timed_out.json", "timed_out event with failure_code channel_declined",
+     set_payment("failure_code", "channel_declined")),
+    ("payment.timed_out.json", "timed_out event whose payment failed", set_payment("status", "failed")),
+    ("payment.reversed.json", "reversed event whose payment succeeded", set_payment("status", "succeeded")),
+    ("payment.reversed.json", "reversed event without merchantid", delete("merchantid")),
+    # sweep.completed (examples: 0 all merchants, 1 one merchant)
+    ("sweep.completed.json", "due -1", set_data("due", -1)),
+    ("sweep.completed.json", "due 2.5", set_data("due", 2.5)),
+    ("sweep.completed.json", "command_type of a merchant command", set_data("command_type", "payment.create")),
+    ("sweep.completed.json", "without continued", delete("data", "continued")),
+    ("sweep.completed.json", "continued as a string", set_data("continued", "no")),
+    ("sweep.completed.json", "now not UTC", set_data("now", "2026-12-02T08:05:00+08:00")),
+    ("sweep.completed.json", "merchantid on the envelope but merchant_id null",
+     set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")),
+    ("sweep.completed.json", "merchant_id without merchantid on the envelope", delete("merchantid"), 1),
+    ("sweep.completed.json", "without time", delete("time")),
+    # command.rejected
+    ("command.rejected.json", "code tier_forbiden (misspelt)", set_data("code", "tier_forbiden")),
 ]
 
 GOOD = [
@@ -290,6 +486,47 @@ GOOD = [
     ("payment.create.json", "time with an offset", set_top("time", "2026-11-25T09:02:03+08:00")),
     ("payment.create.json", "metadata 50 keys", set_data("metadata", {f"k{i}": "v" for i in range(50)})),
     ("payment.succeeded.json", "unknown payment member (open resource)", set_payment("risk_score", 12)),
+    ("payment.succeeded.json", "the payment of a capture (pre_auth_no set)",
+     set_payment("pre_auth_no", "pa_gnq3mratg6d4l4g2zxtjcal6hy")),
+    ("payment.json", "version 0 (the ingress's 202 processing answer)",
+     lambda r: r.update(status="processing", version=0, channel=None, routing=None, channel_fee=0)),
+    ("preauth.create.json", "expires_in_seconds 2592000 (30 days)", set_data("expires_in_seconds", 2592000)),
+    ("preauth.create.json", "expires_in_seconds 60", set_data("expires_in_seconds", 60)),
+    ("preauth.create.json", "every payment.create member", set_top("data", copy.deepcopy(
+        schemas["payment.create.json"]["examples"][1]["data"]))),
+    ("preauth.capture.json", "final false", set_data("final", False)),
+    ("preauth.capture.json", "amount Int64.max", set_data("amount", INT64_MAX)),
+    ("preauth.cancel.json", "reason 500 characters", set_data("reason", "r" * 500)),
+    ("preauth.cancel.json", "reason with non-ASCII", set_data("reason", "Gast reist früher ab / 提前退房")),
+    ("payment.refund.json", "reason 500 characters", set_data("reason", "r" * 500)),
+    ("payment.refund.json", "amount 1", set_data("amount", 1)),
+    ("payment.complete.json", "result failed", set_data("result", "failed")),
+    ("payment.complete.json", "channel_ref 128 characters", set_data("channel_ref", "c" * 128)),
+    ("payment.timeout.json", "a sweep confined to one merchant",
+     set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")),
+    ("payment.timeout.json", "a sweep with now (sandbox)", set_data("now", "2026-12-02T00:40:00.000Z")),
+    ("payment.timeout.json", "one payment with now", set_data("now", "2026-12-02T00:40:00Z"), 1),
+    ("payment.timeout.json", "a continuation with now", set_data("now", "2026-12-02T00:40:00Z"), 2),
+    ("preauth.expire.json", "a sweep confined to one merchant",
+     set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")),
+    ("preauth.expire.json", "one pre-authorization with now", set_data("now", "2026-12-09T00:00:00Z"), 1),
+    ("settlement.run.json", "no date (yesterday)", set_top("data", {})),
+    ("archive.run.json", "one table", set_data("tables", ["audit_logs"])),
+    ("pre_authorization.json", "partially captured",
+     lambda r: r.update(status="partially_captured", captured_amount=20000, capture_count=1, version=2)),
+    ("pre_authorization.json", "unknown member (open resource)", lambda r: r.__setitem__("captures", [])),
+    ("preauth.captured.json", "a partial capture",
+     lambda e: e["data"].update(status="partially_captured", released_amount=0)),
+    ("payment.refunded.json", "fully refunded", lambda e: e["data"].update(status="refunded", refunded_amount=5000)),
+    ("payment.reversed.json", "a late success after a failure",
+     lambda e: e["data"].update(status="failed", failure_code="channel_declined")),
+    ("sweep.completed.json", "due 0", set_data("due", 0)),
+    ("sweep.completed.json", "an expiry sweep that continued",
+     lambda e: e["data"].update(command_type="preauth.expire", due=1000, continued=True)),
+    ("command.rejected.json", "code not_found", set_data("code", "not_found")),
+    ("command.rejected.json", "code invalid_state", set_data("code", "invalid_state")),
+    ("command.rejected.json", "code channel_declined", set_data("code", "channel_declined")),
+    ("command.rejected.json", "code channel_error", set_data("code", "channel_error")),
 ]
 
 # Needs the optional rfc3339-validator package, which asserts format date-time.
@@ -298,13 +535,13 @@ if not FORMATS.conforms("2026-13-45T01:02:03Z", "date-time"):
 else:
     print("note: rfc3339-validator not installed; date-time formats are not asserted")
 
-for name, what, mutate in BAD:
-    instance = variant(name, mutate)
+for name, what, mutate, *example in BAD:
+    instance = variant(name, mutate, *example)
     errs = errors_of(validators[name], instance)
     check(bool(errs), f"{name} rejects {what}", "accepted")
 
-for name, what, mutate in GOOD:
-    instance = variant(name, mutate)
+for name, what, mutate, *example in GOOD:
+    instance = variant(name, mutate, *example)
     errs = errors_of(validators[name], instance)
     check(not errs, f"{name} accepts {what}", "; ".join(errs))
 
@@ -358,6 +595,15 @@ if doc:
             for m in reply.get("messages", []):
                 check(m.get("$ref", "").startswith(rchan + "/messages/"),
                       f"operation {op_name} reply message {m.get('$ref')} belongs to {rchan}")
+
+    # A message's name, its AMQP messageType and its schema's type are the same.
+    for msg_name, msg in doc.get("components", {}).get("messages", {}).items():
+        ref = (((msg.get("payload") or {}).get("schema")) or {}).get("$ref", "")
+        file = ref.rsplit("/", 1)[-1]
+        mtype = ((msg.get("bindings") or {}).get("amqp") or {}).get("messageType")
+        check(msg.get("name") == mtype == type_const(schemas.get(file, {})),
+              f"message {msg_name}: name, messageType and schema type agree",
+              f"{msg.get('name')} / {mtype} / {type_const(schemas.get(file, {}))}")
 
     # Message examples validate against the schema their payload references.
     for msg_name, msg in doc.get("components", {}).get("messages", {}).items():
@@ -420,6 +666,28 @@ if doc and DEFINITIONS.is_file():
     for s, d, _ in sorted(bindings):
         if s == "payfleet.commands":
             check(d in documented_queues, f"work queue {d} of definitions.json is documented in asyncapi.yaml")
+    # every command type bound to a work queue has a message schema and a command channel, or is reserved
+    messages_by_key = doc.get("components", {}).get("messages", {})
+    command_channels = {
+        chan.get("address") for chan in doc.get("channels", {}).values()
+        if (((chan.get("bindings") or {}).get("amqp") or {}).get("exchange") or {}).get("name") == "payfleet.commands"
+    }
+    for s, d, key in sorted(bindings):
+        if s != "payfleet.commands" or key in RESERVED_COMMANDS:
+            continue
+        check(f"{key}.json" in MESSAGES, f"command {key} (bound to {d}) has a message schema")
+        check(key in command_channels, f"command {key} has a channel on payfleet.commands in asyncapi.yaml")
+    # the commands a work queue channel lists are bound to that queue
+    for chan_name, chan in doc.get("channels", {}).items():
+        amqp = (chan.get("bindings") or {}).get("amqp") or {}
+        qname = (amqp.get("queue") or {}).get("name")
+        if amqp.get("is") != "queue" or not any(b.get("exchange") == "payfleet.commands"
+                                                for b in chan.get("x-payfleet-bindings", [])):
+            continue
+        for ref in (chan.get("messages") or {}).values():
+            msg = messages_by_key.get(ref.get("$ref", "").rsplit("/", 1)[-1], {})
+            check(("payfleet.commands", qname, msg.get("name")) in bindings,
+                  f"channel {chan_name}: message {msg.get('name')} is bound to {qname} in definitions.json")
 elif doc:
     print("note: definitions.json not found; topology cross-check skipped")
 

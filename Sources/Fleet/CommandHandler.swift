@@ -24,6 +24,9 @@ public struct Command<Payload: Sendable>: Sendable {
     public let merchantId: String
     /// The envelope's `idempotencykey`, or its `id` when absent; scoped per merchant.
     public let idempotencyKey: String
+    /// A hash of the command type and its canonical payload: two commands under one key with
+    /// different hashes are a reused key, not a duplicate.
+    public let requestHash: String
     public let traceparent: String?
     public let payload: Payload
     /// 0 on the first delivery, n after n retries through the delay queues.
@@ -85,6 +88,10 @@ public enum Outcome: Sendable {
     case done([Event], effects: [PostgresStatement] = [], followUps: [FollowUp] = [])
     /// The command takes no effect: commit a `command.rejected` event with this code.
     case rejected(code: String, message: String, errors: [FieldError] = [])
+    /// The command's idempotency key is held by another command with another payload (one still
+    /// retrying, whose inbox row is not committed yet): roll back, answer `command.rejected` with
+    /// `idempotency_key_reused`, and ack, leaving the key to its holder (nothing is recorded under it).
+    case keyInUse(String)
     /// Roll back and try again later, through the delay queues (bounded; then parked).
     case retryLater(String)
     /// Roll back and park the message for an operator, with this reason.
@@ -141,10 +148,11 @@ struct HandlerBinding: Sendable {
                 do { canonical = try CanonicalJSON.encode(payload) } catch {
                     return .failure(ValidationFailure([FieldError("data", "cannot be encoded: \(error)")]))
                 }
+                let requestHash = MessageIds.sha256Hex("\(envelope.type)|\(canonical)")
                 let command = Command(id: envelope.id, type: envelope.type, source: envelope.source, merchantId: merchantId,
-                                      idempotencyKey: key, traceparent: envelope.traceparent, payload: payload,
-                                      attempt: attempt, isFinalAttempt: isFinal)
-                return .success(PreparedCommand(requestHash: MessageIds.sha256Hex("\(envelope.type)|\(canonical)"),
+                                      idempotencyKey: key, requestHash: requestHash, traceparent: envelope.traceparent,
+                                      payload: payload, attempt: attempt, isFinalAttempt: isFinal)
+                return .success(PreparedCommand(requestHash: requestHash,
                                                 locks: handler.locks(command),
                                                 run: { try await handler.handle(command, in: $0) },
                                                 parked: { try await handler.parked(command, reason: $0) }))

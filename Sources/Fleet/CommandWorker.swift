@@ -119,7 +119,7 @@ public final class CommandWorker: Service, Sendable {
 
     /// Thrown inside the transaction to roll it back with a decision.
     private struct Rollback: Error {
-        enum Decision { case retry(String), park(String), rerun(String, @Sendable () async throws -> Void) }
+        enum Decision { case retry(String), park(String), keyInUse(String), rerun(String, @Sendable () async throws -> Void) }
         let decision: Decision
     }
 
@@ -194,6 +194,9 @@ public final class CommandWorker: Service, Sendable {
                 switch rollback.decision {
                 case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason, prepared: prepared)
                 case .park(let reason): await park(delivery, reason: reason, prepared: prepared)
+                case .keyInUse(let message):
+                    await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: merchantId,
+                                 code: "idempotency_key_reused", message: message, errors: [], park: false)
                 case .rerun(let reason, let prepare):
                     reruns += 1
                     guard reruns <= Self.immediateReruns else {
@@ -261,6 +264,8 @@ public final class CommandWorker: Service, Sendable {
                     effects = []
                 case .retryLater(let reason):
                     throw Rollback(decision: .retry(reason))
+                case .keyInUse(let message):
+                    throw Rollback(decision: .keyInUse(message))
                 case .park(let reason):
                     throw Rollback(decision: .park(reason))
                 case .rerun(let reason, let prepare):

@@ -59,9 +59,12 @@ public enum WorkerHost {
         let topology = try options.connections.topology()
         let url = try AMQPURL(options.connections.amqpURL)
 
+        // A consumer's commands each hold a connection; a process without a queue needs a few.
+        let consumes = setup.queue != nil
         let pool = PostgresPool(configuration: try PostgresConfiguration(url: options.connections.databaseURL),
-                                size: options.concurrency + 2, logger: logger)
-        let redis = try RedisClient(url: options.connections.redisURL, poolSize: max(4, options.concurrency / 2), logger: logger)
+                                size: consumes ? options.concurrency + 2 : 4, logger: logger)
+        let redis = try RedisClient(url: options.connections.redisURL, poolSize: consumes ? max(4, options.concurrency / 2) : 2,
+                                    logger: logger)
         let publisher = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) publisher",
                                                                         confirms: true, topology: topology), logger: logger)
         let relay = OutboxRelay(pool: pool, publisher: publisher, clock: clock, logger: logger)

@@ -29,16 +29,19 @@ extension Problem {
 
 /// Maps a command's outcome event to the HTTP answer of CONTRACT §4.
 public enum OutcomeResponse {
-    /// 201 with the resource; 402 (403 for `tier_forbidden`) with the failed payment; 400/422 for a rejection.
+    /// 201 with the resource (a payment or a pre-authorization); 402 (403 for `tier_forbidden`)
+    /// with the failed resource; for a rejection 400, 404 (`not_found`), 422 (`invalid_state`,
+    /// `idempotency_key_reused`) or 402 (the channel refused a capture or refund).
     public static func make(fromEvent body: [UInt8]) throws -> HTTPReply {
         let event = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(body))
         switch event.type {
         case EventRouting.commandRejected:
             let rejection = try JSONDecoder().decode(CloudEvent<CommandRejection>.self, from: Data(body)).data
             let status: HTTPResponse.Status = switch rejection.code {
-            case "idempotency_key_reused": .unprocessableContent
+            case "idempotency_key_reused", "invalid_state": .unprocessableContent
             case "tier_forbidden": .forbidden
-            case "merchant_not_found": .notFound
+            case "merchant_not_found", "not_found": .notFound
+            case "channel_declined", "channel_error": .init(code: 402)
             default: .badRequest
             }
             // Field paths in events start at the envelope; in HTTP they start at the body.
@@ -47,14 +50,20 @@ public enum OutcomeResponse {
         default:
             guard case .object(let resource) = event.data else { throw OutcomeError.notAResource(event.type) }
             let data = try CanonicalJSON.encode(event.data)
+            let location: String? = if case .string(let number)? = resource["payment_no"] {
+                "/api/v1/payments/\(number)"
+            } else if case .string(let number)? = resource["pre_auth_no"] {
+                "/api/v1/merchant/pre-auth/\(number)"
+            } else { nil }
             if case .string(let status)? = resource["status"], status == PaymentStatus.failed.rawValue {
                 let code: String = if case .string(let code)? = resource["failure_code"] { code } else { "declined" }
-                let detail: String = if case .string(let text)? = resource["failure_message"] { text } else { "the payment failed" }
-                return Problem(code == FailureCode.tierForbidden.rawValue ? .forbidden : .init(code: 402), code, detail,
-                               payment: event.data).reply
+                let detail: String = if case .string(let text)? = resource["failure_message"] { text } else { "it failed" }
+                var problem = Problem(code == FailureCode.tierForbidden.rawValue ? .forbidden : .init(code: 402), code, detail)
+                if case .string? = resource["payment_no"] { problem.payment = event.data } else { problem.preAuthorization = event.data }
+                return problem.reply
             }
             var headers = ["Content-Type": "application/json"]
-            if case .string(let paymentNo)? = resource["payment_no"] { headers["Location"] = "/api/v1/payments/\(paymentNo)" }
+            if let location { headers["Location"] = location }
             return HTTPReply(status: 201, headers: headers, body: data)
         }
     }

@@ -24,6 +24,8 @@ public struct IngressApp: Sendable {
     let replies: ReplyWaiter
     let relay: OutboxRelay
     let adminTokenHash: [UInt8]
+    /// The secret channels sign `notify` bodies with (HMAC-SHA256); nil when none is configured.
+    let channelSecret: [UInt8]?
     let replyTimeout: Duration
     let logger: Logger
     let merchants = MerchantStore()
@@ -47,6 +49,7 @@ public struct IngressApp: Sendable {
         let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
                              relay: OutboxRelay(pool: pool, publisher: broker, logger: logger),
                              adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken.utf8))),
+                             channelSecret: options.channelSecret.isEmpty ? nil : Array(options.channelSecret.utf8),
                              replyTimeout: .milliseconds(options.replyTimeoutMilliseconds), logger: logger)
 
         let router = Router()
@@ -55,6 +58,7 @@ public struct IngressApp: Sendable {
         router.middlewares.add(RateLimitHeadersMiddleware())
         app.addRoutes(to: router)
         app.addRulebookRoutes(to: router)
+        app.addLifecycleRoutes(to: router)
         HealthRoutes.add(to: router, checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)])
         let server = Application(router: router,
                                  configuration: .init(address: .hostname(options.httpHost, port: options.httpPort),
@@ -64,6 +68,9 @@ public struct IngressApp: Sendable {
                                                                  .init(service: server)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .seconds(15)
+        if app.channelSecret == nil {
+            logger.warning("no PAYFLEET_CHANNEL_SECRET: POST /api/v1/channels/{channel}/notify answers 503 until one is set")
+        }
         logger.info("listening", metadata: ["address": "http://\(options.httpHost):\(options.httpPort)"])
         try await ServiceGroup(configuration: configuration).run()
         await broker.close()
@@ -122,28 +129,39 @@ public struct IngressApp: Sendable {
     }
 
     func createPayment(_ request: Request) async throws -> Response {
-        let merchant = try await authenticate(request)
-        var request = request
-        let json = try await readJSON(&request)
-        let key = try idempotencyKey(request)
-        let payment: PaymentRequest
-        switch PaymentRequest.parse(json) {
-        case .success(let value): payment = value
-        case .failure(let failure): throw Problem.invalid(failure)
-        }
-        let requestHash = MessageIds.sha256Hex("POST /api/v1/payments|\(try CanonicalJSON.encode(payment))")
-        let traceparent = request.headers[HTTPField.Name("traceparent")!]
-        let respondAsync = Self.prefersAsync(request)
-        return try await idempotent(merchantId: merchant.merchantId, key: key, requestHash: requestHash) {
+        try await commandRoute(request, route: "POST /api/v1/payments", type: "payment.create", parse: PaymentRequest.parse) { merchant, key, payment in
             let paymentNo = Identifiers.paymentNo(merchantId: merchant.merchantId, idempotencyKey: key)
             let processing = Payment(paymentNo: paymentNo, merchantId: merchant.merchantId, request: payment,
                                      status: .processing, version: 0, at: Date())
-            let command = CloudEvent(id: MessageIds.newCommandId(), type: "payment.create", source: "/payfleet/ingress",
+            return Self.json(.accepted, try CanonicalJSON.encode(processing), location: "/api/v1/payments/\(paymentNo)")
+        }
+    }
+
+    /// What every route that causes a command does (CONTRACT §4): authenticate the merchant, read
+    /// and validate the body, require an `Idempotency-Key`, and publish the command under that key
+    /// at most once per key and payload; answer with its outcome, or `accepted` (202) when the
+    /// outcome takes longer than the reply timeout (or `Prefer: respond-async`).
+    func commandRoute<T: Codable & Sendable>(_ request: Request, route: String, type: String, body: JSONValue? = nil,
+                                             parse: (JSONValue) -> Result<T, ValidationFailure>,
+                                             accepted: @escaping @Sendable (Merchant, String, T) throws -> HTTPReply) async throws -> Response {
+        let merchant = try await authenticate(request)
+        var request = request
+        let json: JSONValue
+        if let body { json = body } else { json = try await readJSON(&request) }
+        let key = try idempotencyKey(request)
+        let payload: T
+        switch parse(json) {
+        case .success(let value): payload = value
+        case .failure(let failure): throw Problem.invalid(failure)
+        }
+        let requestHash = MessageIds.sha256Hex("\(route)|\(try CanonicalJSON.encode(payload))")
+        let traceparent = request.headers[HTTPField.Name("traceparent")!]
+        let respondAsync = Self.prefersAsync(request)
+        return try await idempotent(merchantId: merchant.merchantId, key: key, requestHash: requestHash) {
+            let command = CloudEvent(id: MessageIds.newCommandId(), type: type, source: "/payfleet/ingress",
                                      time: Timestamp.format(Date()), merchantId: merchant.merchantId, idempotencyKey: key,
-                                     traceparent: traceparent, data: payment)
-            return try await self.send(command, respondAsync: respondAsync,
-                                       accepted: Self.json(.accepted, try CanonicalJSON.encode(processing),
-                                                           location: "/api/v1/payments/\(paymentNo)"))
+                                     traceparent: traceparent, data: payload)
+            return try await self.send(command, respondAsync: respondAsync, accepted: try accepted(merchant, key, payload))
         }
     }
 

@@ -14,6 +14,9 @@ public struct IngressOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("admin-token"), help: "Bearer token of the admin routes (env PAYFLEET_ADMIN_TOKEN; required).")
     public var adminToken: String = environment("PAYFLEET_ADMIN_TOKEN") ?? ""
 
+    @Option(name: .customLong("channel-secret"), help: "Secret the channels sign notify bodies with, HMAC-SHA256 in X-Channel-Signature (env PAYFLEET_CHANNEL_SECRET; without it notify answers 503).")
+    public var channelSecret: String = environment("PAYFLEET_CHANNEL_SECRET") ?? ""
+
     @Option(name: .customLong("reply-timeout-ms"), help: "How long a command route waits for the outcome before answering 202 (env PAYFLEET_REPLY_TIMEOUT_MS).")
     public var replyTimeoutMilliseconds: Int = Int(environment("PAYFLEET_REPLY_TIMEOUT_MS") ?? "") ?? 5_000
 
@@ -27,6 +30,9 @@ public struct IngressOptions: ParsableArguments, Sendable {
             throw ValidationError("an admin token of at least 16 characters is required (--admin-token or PAYFLEET_ADMIN_TOKEN)")
         }
         guard (1...65_535).contains(httpPort) else { throw ValidationError("--http-port must be 1...65535") }
+        guard channelSecret.isEmpty || channelSecret.count >= 16 else {
+            throw ValidationError("a channel secret must have at least 16 characters (--channel-secret or PAYFLEET_CHANNEL_SECRET)")
+        }
         guard replyTimeoutMilliseconds >= 0 else { throw ValidationError("--reply-timeout-ms must be >= 0") }
     }
 }

@@ -10,6 +10,8 @@ public struct Problem: HTTPResponseError, Sendable {
     public var errors: [FieldError] = []
     /// The failed resource, on 402/403 for a declined payment.
     public var payment: JSONValue? = nil
+    /// The failed resource, on 402/403 for a refused pre-authorization.
+    public var preAuthorization: JSONValue? = nil
     public var headers: HTTPFields = [:]
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ detail: String, errors: [FieldError] = [],
@@ -29,11 +31,16 @@ public struct Problem: HTTPResponseError, Sendable {
         let detail: String
         let errors: [FieldError]?
         let payment: JSONValue?
+        let preAuthorization: JSONValue?
+        enum CodingKeys: String, CodingKey {
+            case type, title, status, code, detail, errors, payment, preAuthorization = "pre_authorization"
+        }
     }
 
     public var body: String {
         let body = Body(type: "https://payfleet.dev/problems/\(code)", title: status.reasonPhrase, status: status.code,
-                        code: code, detail: detail, errors: errors.isEmpty ? nil : errors, payment: payment)
+                        code: code, detail: detail, errors: errors.isEmpty ? nil : errors, payment: payment,
+                        preAuthorization: preAuthorization)
         return (try? CanonicalJSON.encode(body)) ?? #"{"code":"internal_error"}"#
     }
 

@@ -6,8 +6,9 @@ import Redis
 import ServiceLifecycle
 import Store
 
-/// Runs `LimitRecord.sync` every `interval` in one replica at a time (the leader of a Redis lock),
-/// and reports counters that fell below the durable record: the limits would then no longer hold.
+/// Runs `LimitRecord.sync` every `interval` in one replica at a time (the leader of a Redis lock):
+/// counters that fell below the durable record (the limits would then no longer hold) are raised
+/// to it, logged and counted in `payfleet_limit_undercounted_total`.
 public final class LimitSyncService: Service, Sendable {
     let record: LimitRecord
     let interval: Duration
@@ -41,7 +42,7 @@ public final class LimitSyncService: Service, Sendable {
         synced.record(result.merchants)
         if !result.undercounted.isEmpty {
             undercounted.increment(by: result.undercounted.count)
-            logger.error("limit counters below the durable record", metadata: [
+            logger.error("limit counters were below the durable record; raised to it", metadata: [
                 "merchants": "\(result.undercounted.prefix(20).joined(separator: ","))"])
         }
         logger.debug("synced limit usage", metadata: ["merchants": "\(result.merchants)"])

@@ -10,6 +10,23 @@ public enum Identifiers {
         "pay_" + base32(digest("payment|\(merchantId)|\(idempotencyKey)").prefix(16))
     }
 
+    /// `pa_` + 26 base32 characters derived from the merchant and the idempotency key of its
+    /// `preauth.create` (as `paymentNo`: the ingress and the worker agree without talking).
+    public static func preAuthNo(merchantId: String, idempotencyKey: String) -> String {
+        "pa_" + base32(digest("preauth|\(merchantId)|\(idempotencyKey)").prefix(16))
+    }
+
+    /// The payment a capture command creates: derived from the pre-authorization and the capture
+    /// command's idempotency key.
+    public static func capturePaymentNo(merchantId: String, captureKey: String) -> String {
+        "pay_" + base32(digest("capture|\(merchantId)|\(captureKey)").prefix(16))
+    }
+
+    /// `re_` + 26 base32 characters: the refund made by the refund command with this key.
+    public static func refundNo(merchantId: String, idempotencyKey: String) -> String {
+        "re_" + base32(digest("refund|\(merchantId)|\(idempotencyKey)").prefix(16))
+    }
+
     /// A fresh random merchant id (`mch_` + 26 base32 characters; never contains a dot).
     public static func newMerchantId() -> String {
         "mch_" + base32(randomBytes(16))
@@ -26,6 +43,8 @@ public enum Identifiers {
     }
 
     static func digest(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Array(text.utf8))) }
+
+    static func digestHex(_ text: String) -> String { digest(text).map { String(format: "%02x", $0) }.joined() }
 
     static func randomBytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()

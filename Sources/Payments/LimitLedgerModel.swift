@@ -21,6 +21,8 @@ public struct LimitLedgerModel: Sendable, Equatable {
         case invalidAmount
         case overCapture
         case overRefund
+        /// The key is held for another amount (another command reusing it): nothing may pass on it.
+        case conflict
     }
 
     public var limits: EffectiveLimits
@@ -36,10 +38,14 @@ public struct LimitLedgerModel: Sendable, Equatable {
     public func usedThisMonth(_ windows: LimitWindows) -> Int64 { used[Self.monthKey(windows.month)] ?? 0 }
 
     /// Checks and counts `amount` in today's and this month's windows; a repeated key changes
-    /// nothing while it is held. A released key counts again: the command that released it rolled
-    /// back (its transaction did not commit) and runs again.
+    /// nothing while it is held, and the same key for another amount is a `conflict`. A released
+    /// key counts again: the command that released it rolled back (its transaction did not
+    /// commit) and runs again.
     public mutating func reserve(_ key: String, amount: Int64, in windows: LimitWindows) throws(Failure) {
-        if let held = reservations[key], !held.released { return }
+        if let held = reservations[key], !held.released {
+            guard held.amount == amount else { throw .conflict }
+            return
+        }
         guard amount > 0 else { throw .invalidAmount }
         guard amount <= limits.single else { throw .exceeded("single") }
         let day = Self.dayKey(windows.day), month = Self.monthKey(windows.month)

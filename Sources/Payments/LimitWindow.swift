@@ -11,6 +11,7 @@ public struct LimitWindows: Sendable, Equatable {
     public var secondsToMonthEnd: Int
     /// Where the day and month windows start, and where the month ends (for the durable record).
     public var dayStart: Date
+    public var dayEnd: Date
     public var monthStart: Date
     public var monthEnd: Date
 
@@ -25,6 +26,7 @@ public struct LimitWindows: Sendable, Equatable {
         let startOfMonth = calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!
         let nextMonth = calendar.date(byAdding: .month, value: 1, to: startOfMonth)!
         dayStart = startOfDay
+        dayEnd = nextDay
         monthStart = startOfMonth
         monthEnd = nextMonth
         secondsToDayEnd = max(1, Int(nextDay.timeIntervalSince(date).rounded(.up)))

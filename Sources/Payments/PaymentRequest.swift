@@ -1,4 +1,5 @@
 import Contract
+import Foundation
 
 /// How a payment is paid.
 public enum PayMethod: String, Sendable, Codable, CaseIterable {
@@ -69,6 +70,14 @@ public struct PaymentRequest: Sendable, Codable, Equatable {
             return .failure(ValidationFailure([FieldError("$", "must be a JSON object")]))
         }
         var reader = FieldReader(object: object)
+        let request = read(&reader)
+        reader.rejectUnknown(allowed: allowedFields)
+        guard reader.errors.isEmpty, let request else { return .failure(ValidationFailure(reader.errors)) }
+        return .success(request)
+    }
+
+    /// Reads the payment fields (also the base of a pre-authorization), collecting errors in `reader`.
+    static func read(_ reader: inout FieldReader) -> PaymentRequest? {
         let orderNo = reader.text("order_no", maxLength: 64)
         let amount = reader.amount("amount")
         let currency: Currency? = reader.enumeration("currency", hint: "unknown currency")
@@ -82,14 +91,10 @@ public struct PaymentRequest: Sendable, Codable, Equatable {
         let subject = reader.optionalText("subject", maxLength: 256)
         let customer = reader.customer("customer")
         let metadata = reader.metadata("metadata")
-        reader.rejectUnknown(allowed: allowedFields)
-
-        guard reader.errors.isEmpty, let orderNo, let amount, let currency, let country, let payMethod else {
-            return .failure(ValidationFailure(reader.errors))
-        }
-        return .success(PaymentRequest(orderNo: orderNo, amount: amount, currency: currency, country: country,
-                                       payMethod: payMethod, channel: channel, routingMode: routingMode,
-                                       subject: subject, customer: customer, metadata: metadata))
+        guard let orderNo, let amount, let currency, let country, let payMethod else { return nil }
+        return PaymentRequest(orderNo: orderNo, amount: amount, currency: currency, country: country,
+                              payMethod: payMethod, channel: channel, routingMode: routingMode,
+                              subject: subject, customer: customer, metadata: metadata)
     }
 }
 
@@ -234,6 +239,58 @@ struct FieldReader {
             }
         }
         return result
+    }
+
+    /// An optional positive amount in minor units (absent: nil).
+    mutating func optionalAmount(_ name: String) -> Int64? {
+        switch object[name] {
+        case nil, .null?: return nil
+        default: return amount(name)
+        }
+    }
+
+    mutating func optionalBool(_ name: String) -> Bool? {
+        switch object[name] {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        case let other?:
+            errors.append(FieldError(path(name), "must be a boolean, not a \(other.typeName)"))
+            return nil
+        }
+    }
+
+    /// An optional integer within `range`.
+    mutating func optionalInteger(_ name: String, in range: ClosedRange<Int64>, unit: String) -> Int64? {
+        switch object[name] {
+        case nil, .null?: return nil
+        case .integer(let value)? where range.contains(value): return value
+        case .integer?, .number?:
+            errors.append(FieldError(path(name), "must be an integer from \(range.lowerBound) to \(range.upperBound) \(unit)"))
+            return nil
+        case let other?:
+            errors.append(FieldError(path(name), "must be an integer, not a \(other.typeName)"))
+            return nil
+        }
+    }
+
+    /// An optional RFC 3339 time.
+    mutating func optionalTime(_ name: String) -> Date? {
+        guard let text = string(name, required: false) else { return nil }
+        guard text.count <= 40, let date = Timestamp.parse(text) else {
+            errors.append(FieldError(path(name), "must be an RFC 3339 time such as 2026-12-01T00:00:00Z"))
+            return nil
+        }
+        return date
+    }
+
+    /// A required resource number with `prefix` (`pay_`, `pa_`).
+    mutating func resourceNumber(_ name: String, prefix: String) -> String? {
+        guard let text = self.text(name, maxLength: 64) else { return nil }
+        guard text.hasPrefix(prefix), text.dropFirst(prefix.count).allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) }) else {
+            errors.append(FieldError(path(name), "must be a \(prefix)… number"))
+            return nil
+        }
+        return text
     }
 
     mutating func rejectUnknown(allowed: Set<String>) {

@@ -39,6 +39,11 @@ public enum PaymentStatus: String, Sendable, Codable, CaseIterable {
 public struct IllegalTransition: Error, Sendable, Equatable, CustomStringConvertible {
     public var from: String
     public var to: String
+
+    public init(from: String, to: String) {
+        self.from = from
+        self.to = to
+    }
     public var description: String { "illegal transition \(from) -> \(to)" }
 }
 

@@ -36,6 +36,14 @@ public struct PreAuthorizationAmounts: Sendable, Equatable {
         self.status = status
     }
 
+    /// The money of a stored pre-authorization.
+    public init(authorized: Int64, captured: Int64, captureCount: Int, status: PreAuthStatus) {
+        self.authorized = authorized
+        self.captured = captured
+        self.captureCount = captureCount
+        self.status = status
+    }
+
     public var remaining: Int64 { authorized - captured }
 
     public enum CaptureError: Error, Sendable, Equatable {

@@ -23,6 +23,9 @@ public struct LimitLedger: Sendable {
         case reserved
         /// This reservation key is already counted (a redelivery): nothing changed.
         case alreadyReserved
+        /// This reservation key is held for another amount (another command reusing the key while
+        /// the first is retrying): nothing changed, and nothing may pass on it.
+        case conflict
         /// Over a limit: nothing changed.
         case exceeded(LimitKind)
         /// Redis does not hold this merchant's counters for the month (first use, restart without
@@ -41,7 +44,11 @@ public struct LimitLedger: Sendable {
         -- KEYS: day window, month window, reservation record, the month's loaded marker
         -- ARGV: amount, single, daily, monthly limits, day ttl, month ttl, reservation ttl
         -- A released record counts again: its command's transaction rolled back after releasing.
-        if redis.call('HGET', KEYS[3], 'state') == 'reserved' then return {1, 'already_reserved'} end
+        local held = redis.call('HMGET', KEYS[3], 'state', 'amount')
+        if held[1] == 'reserved' then
+            if held[2] ~= ARGV[1] then return {0, 'conflict'} end
+            return {1, 'already_reserved'}
+        end
         if redis.call('EXISTS', KEYS[4]) == 0 then return {0, 'not_loaded'} end
         local amount = tonumber(ARGV[1])
         if amount > tonumber(ARGV[2]) then return {0, 'single'} end
@@ -112,6 +119,26 @@ public struct LimitLedger: Sendable {
         return 1
         """)
 
+    static let repairScript = RedisScript("""
+        -- KEYS: the month's loaded marker, day window, month window. ARGV: day record, month record,
+        -- day ttl, month ttl. Raises counters that fell below the durable record (an increment lost
+        -- while the marker survived, as after a crash with appendfsync everysec); never lowers one.
+        -- Returns how much was added to each.
+        if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+        local added = {}
+        for i = 2, 3 do
+            local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+            local record = tonumber(ARGV[i - 1])
+            if current < record then
+                redis.call('SET', KEYS[i], record, 'EX', ARGV[i + 1])
+                added[i - 1] = record - current
+            else
+                added[i - 1] = 0
+            end
+        end
+        return added
+        """)
+
     static func windowKey(_ merchantId: String, _ kind: String, _ window: String) -> String {
         "pf:lim:{\(merchantId)}:\(kind):\(window)"
     }
@@ -145,6 +172,7 @@ public struct LimitLedger: Sendable {
         switch code {
         case "reserved": return .reserved
         case "already_reserved": return .alreadyReserved
+        case "conflict": return .conflict
         case "not_loaded": return .notLoaded
         default:
             guard let kind = LimitKind(rawValue: code) else { throw LedgerError.unexpectedReply(code) }
@@ -196,6 +224,19 @@ public struct LimitLedger: Sendable {
             keys: [Self.refundKey(merchantId, refundKey)] + windowKeys(merchantId, paymentWindows),
             args: [String(amount)] + windowKeys(merchantId, windows) + [String(reservationTTLSeconds)])
         return reply.int == 1
+    }
+
+    /// Raises the merchant's counters to the durable record where they are below it; returns how
+    /// much each gained. `LimitRecord.repair` calls it under the merchant's exclusive lock.
+    @discardableResult
+    public func repair(merchantId: String, windows: LimitWindows, day: Int64, month: Int64) async throws -> (day: Int64, month: Int64) {
+        let reply = try await redis.eval(Self.repairScript,
+            keys: [Self.loadedKey(merchantId, windows.month)] + windowKeys(merchantId, windows),
+            args: [String(day), String(month)] + ttls(windows))
+        guard let parts = reply.array, parts.count == 2, let day = parts[0].int, let month = parts[1].int else {
+            throw LedgerError.unexpectedReply("\(reply)")
+        }
+        return (day, month)
     }
 
     /// What the merchant's current day and month windows have counted.

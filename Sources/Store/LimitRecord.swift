@@ -33,9 +33,41 @@ public struct LimitRecord: Sendable {
     public static func recorded(merchantId: String, windows: LimitWindows, on connection: PostgresConnection) async throws
         -> (day: Int64, month: Int64) {
         let row = try await connection.query("""
-            SELECT limit_recorded($1, $2, $4) AS day, limit_recorded($1, $3, $4) AS month
-            """, [merchantId, windows.dayStart, windows.monthStart, windows.monthEnd]).rows[0]
+            SELECT limit_recorded($1, $2, $3) AS day, limit_recorded($1, $4, $5) AS month
+            """, [merchantId, windows.dayStart, windows.dayEnd, windows.monthStart, windows.monthEnd]).rows[0]
         return (try row.int64("day"), try row.int64("month"))
+    }
+
+    /// What a change of a reservation adds to the durable record (`limit_entries`), to run in the
+    /// transaction of the change: `amount` > 0 when it counts (kind `reserve`), < 0 when it gives
+    /// back (`release`, `refund`). `countedAt` is the time whose windows counted the reservation;
+    /// `at` the time of the change (a give-back lowers only a window still current then).
+    public static func entry(_ kind: EntryKind, merchantId: String, limitKey: String, countedAt: Date, amount: Int64, at: Date,
+                             ref: String) -> PostgresStatement {
+        PostgresStatement("""
+            INSERT INTO limit_entries (merchant_id, limit_key, counted_at, amount, at, kind, ref)
+            VALUES ($1, $2, $3::timestamptz, $4, $5::timestamptz, $6, $7)
+            """, [merchantId, limitKey, countedAt, kind == .reserve ? amount : -amount, at, kind.rawValue, ref])
+    }
+
+    /// What a `limit_entries` row records.
+    public enum EntryKind: String, Sendable {
+        case reserve, release, refund
+    }
+
+    /// Raises the merchant's counters to the durable record where they fell below it, under the
+    /// merchant's exclusive lock (so no reservation is in flight while it reads). Returns what
+    /// each counter gained.
+    @discardableResult
+    public func repair(merchantId: String, windows: LimitWindows) async throws -> (day: Int64, month: Int64) {
+        try await pool.transaction { connection in
+            _ = try await connection.batch([
+                PostgresStatement("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]),
+                PostgresStatement("SELECT pg_advisory_xact_lock(\(Self.lockSQL))", [merchantId]),
+            ])
+            let recorded = try await Self.recorded(merchantId: merchantId, windows: windows, on: connection)
+            return try await ledger.repair(merchantId: merchantId, windows: windows, day: recorded.day, month: recorded.month)
+        }
     }
 
     /// Loads the merchant's counters into Redis from the durable record, unless they are loaded.
@@ -58,8 +90,10 @@ extension LimitRecord {
     /// One pass of the background sync: for every merchant whose counters Redis holds this month,
     /// writes the counters and the durable record to `limit_usage`. The record is read first: a
     /// payment commits only after it reserved, so correct counters read afterwards are never below
-    /// it. Returns the merchants synced and those whose Redis counters were below the record.
-    public func sync(at now: Date = Date()) async throws -> (merchants: Int, undercounted: [String]) {
+    /// it. Counters found below the record are repaired (`repair`, which reads the record again
+    /// under the merchant's exclusive lock). Returns the merchants synced and those whose Redis
+    /// counters were below the record and had to be raised.
+    public func sync(at now: Date) async throws -> (merchants: Int, undercounted: [String]) {
         let windows = LimitWindows(at: now)
         var merchants: [String] = []
         var cursor = "0"
@@ -81,9 +115,9 @@ extension LimitRecord {
         for chunk in stride(from: 0, to: merchants.count, by: 500).map({ Array(merchants[$0..<min($0 + 500, merchants.count)]) }) {
             let recorded = try await pool.withConnection { connection in
                 try await connection.query("""
-                    SELECT m AS merchant_id, limit_recorded(m, $2, $4) AS day, limit_recorded(m, $3, $4) AS month
+                    SELECT m AS merchant_id, limit_recorded(m, $2, $3) AS day, limit_recorded(m, $4, $5) AS month
                     FROM unnest($1::text[]) AS m
-                    """, [RiskStore.array(chunk), windows.dayStart, windows.monthStart, windows.monthEnd]).rows
+                    """, [RiskStore.array(chunk), windows.dayStart, windows.dayEnd, windows.monthStart, windows.monthEnd]).rows
                     .map { (try $0.string("merchant_id"), try $0.int64("day"), try $0.int64("month")) }
             }
             let counters = try await ledger.usage(merchantIds: recorded.map(\.0), windows: windows)
@@ -107,6 +141,14 @@ extension LimitRecord {
                           RiskStore.array(durable)])
             }
         }
-        return (merchants.count, undercounted)
+        // A counter read below the record may only be racing a give-back (Redis first, its commit
+        // just after): the repair reads the record again once that commit is in, and only what
+        // it then had to add was really lost.
+        var repaired: [String] = []
+        for merchantId in undercounted {
+            let gained = try await repair(merchantId: merchantId, windows: windows)
+            if gained.day > 0 || gained.month > 0 { repaired.append(merchantId) }
+        }
+        return (merchants.count, repaired)
     }
 }

@@ -166,6 +166,152 @@ public enum Migrations {
             PRIMARY KEY (merchant_id, window_kind, window_id)
         );
         """),
+        Migration(version: 5, name: "the payment lifecycle: pre-authorizations, refunds, callbacks, limit entries, pins, sandbox channels, the clock", sql: """
+        -- Payments remember their limit reservation (its key and the time whose windows counted it:
+        -- the first attempt's, pinned) and what the channel said when it did not answer.
+        ALTER TABLE payments ADD COLUMN limit_key text, ADD COLUMN counted_at timestamptz, ADD COLUMN channel_state text;
+        UPDATE payments p SET limit_key = i.idempotency_key
+            FROM inbox i WHERE i.command_id = p.command_id AND i.merchant_id = p.merchant_id;
+        UPDATE payments SET counted_at = created_at;
+        ALTER TABLE payments ALTER COLUMN counted_at SET NOT NULL;
+        -- The timeout sweep reads pending payments by age.
+        CREATE INDEX payments_pending ON payments (created_at) WHERE status = 'pending';
+
+        -- The durable record of the limit windows, one row per change of a reservation, written in
+        -- the transaction of the change: + when a payment or pre-authorization counts, - when it
+        -- gives back (failure after pending, timeout, cancel, expiry, a final capture's rest, a
+        -- refund). A give-back lowers a window only if it happened while that window was current,
+        -- as the Redis scripts do.
+        CREATE TABLE limit_entries (
+            id          bigserial PRIMARY KEY,
+            merchant_id text NOT NULL,
+            limit_key   text NOT NULL,
+            counted_at  timestamptz NOT NULL,
+            amount      bigint NOT NULL,
+            at          timestamptz NOT NULL,
+            kind        text NOT NULL CHECK (kind IN ('reserve', 'release', 'refund')),
+            ref         text NOT NULL
+        );
+        CREATE INDEX limit_entries_window ON limit_entries (merchant_id, counted_at);
+        INSERT INTO limit_entries (merchant_id, limit_key, counted_at, amount, at, kind, ref)
+            SELECT merchant_id, coalesce(limit_key, payment_no), counted_at, amount_base, counted_at, 'reserve', payment_no
+            FROM payments
+            WHERE amount_base IS NOT NULL AND status IN ('succeeded', 'pending', 'partially_refunded', 'refunded');
+
+        CREATE OR REPLACE FUNCTION limit_recorded(merchant text, since timestamptz, until timestamptz) RETURNS bigint
+        LANGUAGE sql STABLE AS $$
+            SELECT COALESCE(sum(amount), 0)::bigint FROM limit_entries
+            WHERE merchant_id = merchant AND counted_at >= since AND counted_at < until
+              AND (kind = 'reserve' OR (at >= since AND at < until))
+        $$;
+
+        -- The first attempt's decisions a retried or redelivered command must repeat: the channel
+        -- (with the whole routing record), the amount it reserved and the time whose windows count
+        -- it. Written outside the command's transaction, so that a rollback keeps it.
+        CREATE TABLE command_pins (
+            merchant_id     text NOT NULL,
+            idempotency_key text NOT NULL,
+            request_hash    text NOT NULL,
+            decision        jsonb,
+            amount_base     bigint NOT NULL,
+            counted_at      timestamptz NOT NULL,
+            created_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (merchant_id, idempotency_key)
+        );
+
+        -- The sandbox channels' own memory, as a PSP's database would hold it: every call by its
+        -- idempotency key with its first answer, and how often it was made. Written outside any
+        -- command's transaction.
+        CREATE TABLE sandbox_channel_calls (
+            channel         text NOT NULL,
+            idempotency_key text NOT NULL,
+            operation       text NOT NULL,
+            resource        text NOT NULL,
+            amount          bigint,
+            currency        text NOT NULL,
+            answer          text NOT NULL,
+            reference       text,
+            calls           integer NOT NULL DEFAULT 1,
+            first_at        timestamptz NOT NULL DEFAULT now(),
+            last_at         timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (channel, idempotency_key)
+        );
+
+        CREATE TABLE pre_authorizations (
+            pre_auth_no     text PRIMARY KEY,
+            merchant_id     text NOT NULL,
+            order_no        text NOT NULL,
+            amount          bigint NOT NULL CHECK (amount > 0),
+            amount_base     bigint NOT NULL,
+            currency        text NOT NULL,
+            country         text NOT NULL,
+            pay_method      text NOT NULL,
+            channel         text,
+            channel_ref     text,
+            routing         jsonb,
+            status          text NOT NULL,
+            captured_amount bigint NOT NULL DEFAULT 0 CHECK (captured_amount >= 0),
+            capture_count   integer NOT NULL DEFAULT 0,
+            released_amount bigint NOT NULL DEFAULT 0 CHECK (released_amount >= 0),
+            expires_at      timestamptz NOT NULL,
+            failure_code    text,
+            failure_message text,
+            subject         text,
+            metadata        jsonb NOT NULL DEFAULT '{}',
+            customer        jsonb,
+            command_id      text NOT NULL,
+            limit_key       text NOT NULL,
+            counted_at      timestamptz NOT NULL,
+            version         integer NOT NULL DEFAULT 1,
+            created_at      timestamptz NOT NULL,
+            updated_at      timestamptz NOT NULL,
+            CHECK (captured_amount + released_amount <= amount)
+        );
+        CREATE INDEX pre_authorizations_list ON pre_authorizations (merchant_id, created_at DESC, pre_auth_no DESC);
+        CREATE INDEX pre_authorizations_status_list ON pre_authorizations (merchant_id, status, created_at DESC, pre_auth_no DESC);
+        CREATE INDEX pre_authorizations_open ON pre_authorizations (expires_at) WHERE status IN ('authorized', 'partially_captured');
+        CREATE INDEX payments_pre_auth ON payments (pre_auth_no) WHERE pre_auth_no IS NOT NULL;
+
+        CREATE TABLE refunds (
+            refund_no   text PRIMARY KEY,
+            payment_no  text NOT NULL,
+            merchant_id text NOT NULL,
+            amount      bigint NOT NULL CHECK (amount > 0),
+            amount_base bigint NOT NULL,
+            currency    text NOT NULL,
+            reason      text,
+            channel_ref text,
+            command_id  text NOT NULL,
+            created_at  timestamptz NOT NULL
+        );
+        CREATE INDEX refunds_payment ON refunds (payment_no);
+        CREATE INDEX refunds_merchant_created ON refunds (merchant_id, created_at);
+
+        -- Channels' asynchronous results as received (signature checked), aged out by the archive.
+        CREATE TABLE payment_callbacks (
+            id          bigserial PRIMARY KEY,
+            channel     text NOT NULL,
+            payment_no  text,
+            body        text NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX payment_callbacks_received ON payment_callbacks (received_at);
+
+        -- The clock: one row per task and slot.
+        CREATE TABLE scheduled_tasks (
+            task        text NOT NULL,
+            slot        timestamptz NOT NULL,
+            status      text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed', 'skipped')),
+            lock_token  text,
+            command_id  text,
+            attempts    integer NOT NULL DEFAULT 0,
+            error       text,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            started_at  timestamptz,
+            finished_at timestamptz,
+            PRIMARY KEY (task, slot)
+        );
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.

@@ -1,5 +1,6 @@
 import AMQP
 import ArgumentParser
+import Contract
 import Fleet
 import Foundation
 import Logging
@@ -12,7 +13,8 @@ struct PayFleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet",
         abstract: "Operate a PayFleet deployment: schema, topology, parked messages, tiers, routing and the risk blacklist.",
-        subcommands: [Migrate.self, Topology.self, Parked.self, MerchantCommand.self, RoutingCommand.self, RiskCommand.self, FXCommand.self])
+        subcommands: [Migrate.self, Topology.self, Parked.self, Schedule.self, MerchantCommand.self, RoutingCommand.self, RiskCommand.self,
+                      FXCommand.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -141,6 +143,32 @@ struct Parked: AsyncParsableCommand {
                     print("replayed \(entry.messageId) to \(entry.queue)")
                 }
                 print("\(replayed) message(s) replayed")
+            }
+        }
+    }
+}
+
+/// The clock's record: each task, its last slots and their states.
+struct Schedule: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What the clock (payfleet-clock) ran.", subcommands: [List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Each task with its last slots: state, attempts, when it finished, and why it failed or was skipped.")
+        @OptionGroup var connections: ConnectionOptions
+        @Option(help: "Slots shown per task.") var last = 5
+
+        func run() async throws {
+            let rows = try await withDatabase(connections) { try await ScheduledTaskStore(pool: $0).recent(limit: last) }
+            guard !rows.isEmpty else {
+                print("no slots recorded yet: is payfleet-clock running?")
+                return
+            }
+            print("task\tslot\tstatus\tattempts\tfinished_at\tnote")
+            for row in rows {
+                print([row.task, Timestamp.format(row.slot), row.status.rawValue, String(row.attempts),
+                       row.finishedAt.map { Timestamp.format($0) } ?? "-", row.error ?? ""]
+                    .map { $0.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ") }
+                    .joined(separator: "\t"))
             }
         }
     }

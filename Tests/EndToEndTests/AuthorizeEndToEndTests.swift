@@ -120,9 +120,9 @@ extension EndToEnd {
         #expect(refused.json["code"] as? String == "channel_declined")
         #expect((refused.json["payment"] as? [String: Any])?["status"] as? String == "failed")
 
-        // Over the business tier's single limit (50,000): 402 limit_exceeded.
+        // Over the business tier's single limit (50,000.00 USD = 5,000,000 cents): 402 limit_exceeded.
         var big = payment
-        big["amount"] = 50_001
+        big["amount"] = 5_000_001
         let tooBig = try await post(Self.json(big), key: "too-big")
         #expect(tooBig.status == 402)
         #expect(tooBig.json["code"] as? String == "limit_exceeded")

@@ -132,10 +132,30 @@ extension EndToEnd {
     }
 
     @Test func everyExecutableHasHelp() async throws {
-        for executable in ["payfleet", "payfleet-ingress", "payfleet-authorize"] {
+        for executable in ["payfleet", "payfleet-ingress", "payfleet-authorize", "payfleet-capture", "payfleet-timeout", "payfleet-expire",
+                           "payfleet-clock"] {
             let output = try await Self.run(executable, ["--help"])
             #expect(output.contains("USAGE") && output.contains("--amqp-url") || output.contains("SUBCOMMANDS"), "\(executable): \(output)")
         }
+        #expect(try await Self.run("payfleet-timeout", ["--help"]).contains("--payment-timeout"))
+        #expect(try await Self.run("payfleet-clock", ["--help"]).contains("--timeout-sweep-interval"))
+        #expect(try await Self.run("payfleet-capture", ["--help"]).contains("--sandbox"))
+        #expect(try await Self.run("payfleet-ingress", ["--help"]).contains("--channel-secret"))
+    }
+
+    /// `payfleet schedule list`: each task with its last slots and their states.
+    @Test func theScheduleListShowsTheClocksSlots() async throws {
+        let pool = try TestEnvironment.postgres(size: 1)
+        try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
+        let task = TestEnvironment.unique("test.listed")
+        try await ScheduledTaskStore(pool: pool).plan(task: task, run: [Date(timeIntervalSince1970: 1_796_083_200)],
+                                                      skip: [Date(timeIntervalSince1970: 1_796_079_600)], reason: "missed while no clock ran")
+        let listed = try await Self.cli(["schedule", "list", "--last", "2"])
+        let lines = listed.split(separator: "\n").filter { $0.hasPrefix(task) }
+        #expect(lines.count == 2, "\(listed)")
+        #expect(lines.first?.contains("2026-12-01T00:00:00.000Z\tpending") == true && lines.last?.contains("skipped") == true
+                && lines.last?.contains("missed while no clock ran") == true, "\(lines)")
+        await pool.close()
     }
 
     static func cli(_ arguments: [String]) async throws -> String { try await run("payfleet", arguments) }

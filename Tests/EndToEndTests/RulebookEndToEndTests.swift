@@ -88,9 +88,11 @@ extension EndToEnd {
         #expect(profile.status == 200 && profile.json["merchant_id"] as? String == merchantId && profile.json["tier"] as? String == "starter")
         #expect(try await fleet.pay(apiKey, amount: 3_000).status == 201)
         let limits = try await fleet.get(apiKey, "/api/v1/merchant/limits").json
-        #expect(limits["tier"] as? String == "starter" && limits["currency"] as? String == "USD" && limits["single_limit"] as? Int == 10_000)
+        // The tier table is in major units: a starter's 10,000 USD a payment is 1,000,000 cents,
+        // its 100,000 USD a day 10,000,000 cents.
+        #expect(limits["tier"] as? String == "starter" && limits["currency"] as? String == "USD" && limits["single_limit"] as? Int == 1_000_000)
         let daily = limits["daily"] as? [String: Any]
-        #expect(daily?["limit"] as? Int == 100_000 && daily?["used"] as? Int == 3_000 && daily?["remaining"] as? Int == 97_000)
+        #expect(daily?["limit"] as? Int == 10_000_000 && daily?["used"] as? Int == 3_000 && daily?["remaining"] as? Int == 9_997_000)
         #expect((limits["monthly"] as? [String: Any])?["used"] as? Int == 3_000)
         let advice = try await fleet.get(apiKey, "/api/v1/merchant/tier/recommendation").json
         #expect(advice["current_tier"] as? String == "starter" && advice["recommended_tier"] as? String == "starter")
@@ -102,7 +104,8 @@ extension EndToEnd {
         defer { fleet.kill() }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "starter")
         let events = try await EventSubscriber(bindingKey: "m.\(merchantId).merchant.#")
-        let refused = try await fleet.pay(apiKey, amount: 20_000)
+        // 20,000.00 USD: over a starter's single limit of 10,000 USD, within a business's 50,000.
+        let refused = try await fleet.pay(apiKey, amount: 2_000_000)
         #expect(refused.status == 402 && refused.json["code"] as? String == "limit_exceeded")
         // The merchant is now cached (1 h); the tier change below must invalidate it at once.
         let redis = try TestEnvironment.redis(poolSize: 1)
@@ -124,8 +127,8 @@ extension EndToEnd {
         #expect(try audit.rows.first?.string("operator") == "ops@payfleet" && audit.rows.first?.string("reason") == "volume grew")
         let detail = try audit.rows.first.map { try JSONSerialization.jsonObject(with: Data(try $0.string("detail").utf8)) } as? [String: String]
         #expect(detail == ["from": "starter", "to": "business"])
-        // The next payment sees the business tier's single limit (50,000).
-        #expect(try await fleet.pay(apiKey, amount: 20_000).status == 201)
+        // The next payment sees the business tier's single limit (50,000 USD).
+        #expect(try await fleet.pay(apiKey, amount: 2_000_000).status == 201)
         await events.close()
         await pool.close()
     }
@@ -321,23 +324,24 @@ struct FleetWideSettingsTests {
     @Test func fxRatesSetByTheOperatorReachTheRunningWorkersLimitChecks() async throws {
         let fleet = try await EndToEnd.RulebookEndToEndTests.Fleet.start()
         defer { fleet.kill() }
-        // Business: multi-currency, single limit 50,000 USD cents. 400.00 EUR is 43,200 at the default 1.08.
+        // Business: multi-currency, single limit 50,000 USD (5,000,000 cents). 30,000.00 EUR is
+        // 3,240,000 cents at the default 1.08.
         let (_, apiKey) = try await fleet.merchant(tier: "business")
         func setRates(_ json: String) async throws -> String {
             try await EndToEnd.RulebookEndToEndTests.Fleet.cli(["fx", "set"], file: json)
         }
-        #expect(try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").status == 201)
+        #expect(try await fleet.pay(apiKey, amount: 3_000_000, currency: "EUR").status == 201)
         let set = try await setRates(#"{"usd_per_major_scaled": {"EUR": 200000000}}"#)
         #expect(set.contains("fx version"), "\(set)")
-        // 400.00 EUR at 2.00 is 80,000: over the single limit, once the worker re-read the rates.
+        // 30,000.00 EUR at 2.00 is 6,000,000 cents: over the single limit, once the worker re-read the rates.
         let refused = try await eventually(timeout: .seconds(10), every: .seconds(1)) {
-            try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").json["code"] as? String == "limit_exceeded"
+            try await fleet.pay(apiKey, amount: 3_000_000, currency: "EUR").json["code"] as? String == "limit_exceeded"
         }
         #expect(refused, "the new rate reached the worker")
         let reset = try await setRates("{}")
         #expect(reset.contains("fx version"), "\(reset)")
         let accepted = try await eventually(timeout: .seconds(10), every: .seconds(1)) {
-            try await fleet.pay(apiKey, amount: 40_000, currency: "EUR").status == 201
+            try await fleet.pay(apiKey, amount: 3_000_000, currency: "EUR").status == 201
         }
         #expect(accepted, "back to the defaults")
     }

@@ -30,11 +30,12 @@ public enum Fixtures {
                                                            monthlyLimit: 1_000_000_000_000)).merchant
     }
 
-    /// An amount that settles at once in the sandbox: never ending in 52 (pending) or 53 (a transient
-    /// error retried for minutes), so every command finishes and the limit counters equal the
-    /// succeeded sum. Amounts ending in 51 (declined) stay: their reservations must be released.
+    /// An amount that settles at once in the sandbox: never ending in 52 (pending), 53 (a transient
+    /// error retried for minutes) or 54 (no answer: pending until the timeout sweep asks), so every
+    /// command finishes and the limit counters equal the succeeded sum. Amounts ending in 51
+    /// (declined) stay: their reservations must be released.
     public static func settlingAmount(_ base: Int64) -> Int64 {
-        [52, 53].contains(base % 100) ? base + 10 : base
+        [52, 53, 54].contains(base % 100) ? base + 10 : base
     }
 
     /// How many payments a merchant has.

@@ -4,18 +4,20 @@ import Testing
 
 @Suite struct OutcomeTests {
     @Test(arguments: [
-        (Int64(5_000), "succeeded"), (Int64(5_051), "declined"), (Int64(5_052), "pending"), (Int64(5_053), "transient"),
-        (Int64(51), "declined"), (Int64(151), "declined"), (Int64(5_150), "succeeded"), (Int64(1), "succeeded"),
+        (Int64(5_000), SandboxChannel.Behaviour.succeed), (5_051, .decline), (5_052, .pend), (5_053, .transient), (5_054, .noAnswer),
+        (51, .decline), (151, .decline), (5_150, .succeed), (1, .succeed), (5_055, .succeed),
     ])
-    func sandboxOutcomeByLastTwoDigits(amount: Int64, expected: String) {
-        let outcome = SandboxChannel.outcome(channel: "stripe", amount: amount, paymentNo: "pay_x")
-        let name = switch outcome {
-        case .succeeded: "succeeded"
-        case .declined: "declined"
-        case .pending: "pending"
-        case .transientError: "transient"
-        }
-        #expect(name == expected)
+    func sandboxChargesByLastTwoDigits(amount: Int64, expected: SandboxChannel.Behaviour) {
+        #expect(SandboxChannel.behaviour(of: .authorize, amount: amount) == expected)
+    }
+
+    /// Captures and refunds can be declined or fail for a moment, but never pend or go unanswered;
+    /// a void always succeeds.
+    @Test(arguments: [(Int64(30_051), SandboxChannel.Behaviour.decline), (30_053, .transient), (30_052, .succeed), (30_054, .succeed)])
+    func sandboxCapturesAndRefundsByLastTwoDigits(amount: Int64, expected: SandboxChannel.Behaviour) {
+        #expect(SandboxChannel.behaviour(of: .capture, amount: amount) == expected)
+        #expect(SandboxChannel.behaviour(of: .refund, amount: amount) == expected)
+        #expect(SandboxChannel.behaviour(of: .void, amount: amount) == .succeed)
     }
 
     @Test func paymentStatesFollowTheRules() throws {

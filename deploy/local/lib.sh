@@ -48,7 +48,7 @@ readonly PG_BIN=/usr/lib/postgresql/15/bin
 
 # Debian packages the stack and the Swift build need.
 PAYFLEET_PACKAGES=(rabbitmq-server redis-server postgresql
-                   librabbitmq-dev libpq-dev libhiredis-dev curl python3-venv)
+                   librabbitmq-dev libpq-dev libhiredis-dev curl python3-venv openssl)
 
 # ---------------------------------------------------------------- logging
 

@@ -21,8 +21,14 @@
 #      -export, -clock) under deploy/local/supervise.sh, which restarts a
 #      process 1 s after it dies; worker replicas get health/metrics ports
 #      9101, 9102, ... (PAYFLEET_HEALTH_PORT);
-#   5. waits for GET /readyz, creates a demo merchant and a payment, and
-#      prints the endpoints, the admin token and curl examples.
+#   5. waits for GET /readyz, then the demo: a merchant and a payment, and the
+#      hotel deposit (a pre-authorization of 1,000.00, a capture of 300.00, the
+#      rest cancelled, 50.00 refunded); then prints the endpoints, the admin
+#      token, the channel secret and the README's walk-through as curl lines.
+#
+# The local stack runs in sandbox mode (PAYFLEET_SANDBOX=1): its channels are
+# the sandbox ones, and sweep commands may carry "now" to move time, like
+# Stripe's test clocks. The systemd and Kubernetes deployments leave it off.
 #
 # Running it again is harmless: servers that run are left alone, and the
 # supervised processes are restarted on the fresh build (with the --scale
@@ -36,6 +42,8 @@
 #   PAYFLEET_PG_PORT [5432]    PAYFLEET_REDIS_PORT [6379] PAYFLEET_HEALTH_PORT_BASE [9101]
 #   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL [built from the ports]
 #   PAYFLEET_ADMIN_TOKEN [generated once, kept in .state/local/admin-token]
+#   PAYFLEET_CHANNEL_SECRET [generated once, kept in .state/local/channel-secret:
+#                            the sandbox channels sign their notify bodies with it]
 #   PAYFLEET_BIN_DIR [.build/release]   PAYFLEET_WORKERS [the list above]
 #   PAYFLEET_SHUTDOWN_TIMEOUT [8: drain time on SIGTERM, within down.sh's 10 s]
 set -euo pipefail
@@ -73,6 +81,8 @@ export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
 export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
 # Drain time on SIGTERM: within the supervisors' 9 s and down.sh's 10 s.
 export PAYFLEET_SHUTDOWN_TIMEOUT=${PAYFLEET_SHUTDOWN_TIMEOUT:-8}
+# The local channels are the sandbox ones: sandbox mode on (sweeps may move time).
+export PAYFLEET_SANDBOX=${PAYFLEET_SANDBOX:-1}
 
 declare -A SCALE=()
 SERVERS_ONLY=0
@@ -104,12 +114,12 @@ done
 
 # ---------------------------------------------------------------- steps
 
-# admin_token: PAYFLEET_ADMIN_TOKEN, else the one kept in .state/local/admin-token
-# (generated on the first run).
-admin_token() {
-    local file="$STATE/admin-token"
-    if [[ -n "${PAYFLEET_ADMIN_TOKEN:-}" ]]; then
-        printf '%s' "$PAYFLEET_ADMIN_TOKEN"
+# kept_secret VAR FILE: the value of environment variable VAR, else the one
+# kept in .state/local/FILE (generated on the first run, readable by us only).
+kept_secret() {
+    local name=$1 file="$STATE/$2"
+    if [[ -n "${!name:-}" ]]; then
+        printf '%s' "${!name}"
         return
     fi
     if [[ ! -s "$file" ]]; then
@@ -128,6 +138,8 @@ write_env_file() {
         printf 'export PAYFLEET_REDIS_URL=%q\n' "$PAYFLEET_REDIS_URL"
         printf 'export PAYFLEET_HTTP_PORT=%q\n' "$PAYFLEET_HTTP_PORT"
         printf 'export PAYFLEET_ADMIN_TOKEN=%q\n' "$PAYFLEET_ADMIN_TOKEN"
+        printf 'export PAYFLEET_CHANNEL_SECRET=%q\n' "$PAYFLEET_CHANNEL_SECRET"
+        printf 'export PAYFLEET_SANDBOX=%q\n' "$PAYFLEET_SANDBOX"
         printf 'export PAYFLEET_RABBITMQ_ENV=%q\n' "$PAYFLEET_RABBITMQ_ENV"
         printf 'export PAYFLEET_RABBITMQ_NODE=%q\n' "$NODE"
         printf 'export PAYFLEET_RABBITMQ_HOME=%q\n' "$STATE/rabbitmq/home"
@@ -198,7 +210,8 @@ http_post() {
     HTTP_BODY=${out%$'\n'*}
 }
 
-# run_demo: create a merchant, then a payment with its API key, and show the answers.
+# run_demo: create a merchant, then a payment with its API key, and show the
+# answers; then the README's hotel deposit with an enterprise merchant.
 run_demo() {
     local base="http://127.0.0.1:$HTTP_PORT"
     echo "POST /api/v1/admin/merchants"
@@ -218,7 +231,46 @@ run_demo() {
         "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)"
     echo "-> HTTP $HTTP_STATUS"
     json_pretty <<<"$HTTP_BODY"
-    [[ "$HTTP_STATUS" == 2?? ]]
+    [[ "$HTTP_STATUS" == 2?? ]] || return 1
+    run_hotel_deposit
+}
+
+# demo_step TITLE PATH TOKEN BODY: one POST of the walk-through, shown on one
+# line; fails unless it answered 201.
+demo_step() {
+    local title=$1 path=$2 token=$3 body=$4
+    http_post "http://127.0.0.1:$HTTP_PORT$path" "$token" "$body" "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)"
+    printf '  %-36s -> HTTP %s  %s\n' "$title" "$HTTP_STATUS" "$(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+r = r.get("merchant", r)
+keys = ["merchant_id", "tier", "payment_no", "pre_auth_no", "status", "amount", "captured_amount", "released_amount",
+        "refunded_amount", "code"]
+print(" ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None))
+' "$HTTP_BODY" 2>/dev/null || echo "$HTTP_BODY")"
+    [[ "$HTTP_STATUS" == 201 ]]
+}
+
+# run_hotel_deposit: the README's walk-through: an enterprise hotel holds
+# 1,000.00, captures 300.00, cancels the rest, and refunds 50.00.
+run_hotel_deposit() {
+    echo
+    echo "The hotel deposit:"
+    demo_step "POST /admin/merchants (enterprise)" /api/v1/admin/merchants "$PAYFLEET_ADMIN_TOKEN" \
+        '{"name":"Seaside Hotel","tier":"enterprise","base_currency":"USD","country":"US"}' || return 1
+    HOTEL_API_KEY="$(json_get "$HTTP_BODY" api_key)" || return 1
+    (umask 077 && printf '%s\n' "$HOTEL_API_KEY" >"$STATE/demo-hotel-api-key")
+    demo_step "authorize 1,000.00" /api/v1/merchant/pre-auth "$HOTEL_API_KEY" \
+        '{"order_no":"room-1208","amount":100000,"currency":"USD","country":"US","pay_method":"card"}' || return 1
+    local pre_auth_no payment_no
+    pre_auth_no="$(json_get "$HTTP_BODY" pre_auth_no)" || return 1
+    demo_step "capture 300.00" /api/v1/merchant/pre-auth/capture "$HOTEL_API_KEY" \
+        "{\"pre_auth_no\":\"$pre_auth_no\",\"amount\":30000}" || return 1
+    payment_no="$(json_get "$HTTP_BODY" payment_no)" || return 1
+    demo_step "cancel the rest" /api/v1/merchant/pre-auth/cancel "$HOTEL_API_KEY" \
+        "{\"pre_auth_no\":\"$pre_auth_no\",\"reason\":\"guest checked out\"}" || return 1
+    demo_step "refund 50.00" "/api/v1/payments/$payment_no/refunds" "$HOTEL_API_KEY" \
+        '{"amount":5000,"reason":"minibar credit"}'
 }
 
 print_servers() {
@@ -236,22 +288,12 @@ print_examples() {
     local base="http://127.0.0.1:$HTTP_PORT"
     cat <<EOF
 
-Try it yourself:
+Try it yourself (the README's walk-through; python3 reads the JSON answers):
 
-  export ADMIN_TOKEN='$PAYFLEET_ADMIN_TOKEN'
-
-  curl -sS -X POST $base/api/v1/admin/merchants \\
-    -H "Authorization: Bearer \$ADMIN_TOKEN" \\
-    -H 'Content-Type: application/json' \\
-    -d '{"name":"Demo Shop","tier":"business","base_currency":"USD","country":"US"}'
-
-  export API_KEY='${DEMO_API_KEY:-<api_key from the answer above>}'
-
-  curl -sS -X POST $base/api/v1/payments \\
-    -H "Authorization: Bearer \$API_KEY" \\
-    -H "Idempotency-Key: \$(cat /proc/sys/kernel/random/uuid)" \\
-    -H 'Content-Type: application/json' \\
-    -d '{"order_no":"order-1001","amount":5000,"currency":"USD","country":"US","pay_method":"card"}'
+  export BASE=$base ADMIN_TOKEN='$PAYFLEET_ADMIN_TOKEN' CHANNEL_SECRET='$PAYFLEET_CHANNEL_SECRET'
+EOF
+    sed -n '/^# walk-through: begin/,/^# walk-through: end/p' "$PAYFLEET_REPO/README.md" | sed -e '1d' -e '$d' -e 's/^/  /'
+    cat <<EOF
 
 Stop everything: deploy/local/down.sh
 EOF
@@ -266,8 +308,9 @@ log "ok ($(elapsed))"
 section "servers"
 mkdir -p "$STATE" "$PID_DIR" "$LOG_DIR"
 start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "$MGMT_PORT" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT"
-PAYFLEET_ADMIN_TOKEN="$(admin_token)"
-export PAYFLEET_ADMIN_TOKEN
+PAYFLEET_ADMIN_TOKEN="$(kept_secret PAYFLEET_ADMIN_TOKEN admin-token)"
+PAYFLEET_CHANNEL_SECRET="$(kept_secret PAYFLEET_CHANNEL_SECRET channel-secret)"
+export PAYFLEET_ADMIN_TOKEN PAYFLEET_CHANNEL_SECRET
 write_env_file
 log "servers up ($(elapsed))"
 
@@ -344,5 +387,6 @@ done
 print_servers
 echo "  logs                     $LOG_DIR/"
 echo
-echo "Admin token: $PAYFLEET_ADMIN_TOKEN   (also in $STATE/admin-token)"
+echo "Admin token:    $PAYFLEET_ADMIN_TOKEN   (also in $STATE/admin-token)"
+echo "Channel secret: $PAYFLEET_CHANNEL_SECRET   (also in $STATE/channel-secret; signs notify bodies)"
 print_examples

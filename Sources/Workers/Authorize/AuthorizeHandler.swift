@@ -1,54 +1,29 @@
 import Contract
 import Fleet
 import Foundation
-import Logging
 import PaymentServices
 import Payments
 import Postgres
 import Store
 
 /// `payment.create`: validate, check and reserve the merchant's limits, route to a channel, charge
-/// it, and persist the payment with its outcome event — all inside the runtime's transaction.
+/// it, and persist the payment with its outcome event.
 ///
-/// Exactly once: the limit reservation is keyed by the command's idempotency key, so a redelivery
-/// never reserves twice; a failure releases the reservation before the failed payment commits.
-/// The transaction holds the merchant's limit lock shared (`locks`), so a rebuild of counters Redis
-/// lost waits for it; finding them lost, the handler has them rebuilt and runs again.
-/// A transient channel error rolls everything back and is retried (the reservation stays, and the
-/// retried command finds it); on the final attempt the payment fails with `channel_error`.
+/// The shared steps (`Authorization`) make it exactly once across retries and redeliveries. The
+/// channel's answer decides the payment:
+/// - succeeded: the reservation is committed; `payment.succeeded`;
+/// - pending (`52`): the result comes later through `notify`, or the payment times out;
+/// - no answer (`54`): the payment stays pending with its state at the channel `unknown`; the
+///   timeout sweep asks the channel and completes it;
+/// - declined: released; `payment.failed` with `channel_declined`;
+/// - a transient error: rolled back and retried (the reservation stays, the retry finds it); on
+///   the final attempt released, `channel_error`.
 public struct AuthorizeHandler: CommandHandler {
     public let commandType = "payment.create"
-    let ledger: LimitLedger
-    let record: LimitRecord
-    let merchants = MerchantStore()
+    let steps: Authorization
     let payments = PaymentStore()
-    let risk = RiskStore()
-    let configuration: Configuration
-    let velocity: VelocityCounter
-    let channelStats: ChannelStatsStore
-    let merchantCache: MerchantCache
-    let routing: @Sendable () -> RoutingConfig
-    let liveChannels: @Sendable () -> LiveChannels
-    let fx: @Sendable () -> FXTable
-    let logger: Logger
-    let clock: @Sendable () -> Date
 
-    public init(ledger: LimitLedger, pool: PostgresPool, routing: @escaping @Sendable () -> RoutingConfig = { .defaults },
-                liveChannels: @escaping @Sendable () -> LiveChannels = { LiveChannels() },
-                fx: @escaping @Sendable () -> FXTable = { .defaults }, logger: Logger,
-                clock: @escaping @Sendable () -> Date = { Date() }) {
-        self.ledger = ledger
-        self.record = LimitRecord(ledger: ledger, pool: pool)
-        self.configuration = Configuration(redis: ledger.redis)
-        self.velocity = VelocityCounter(redis: ledger.redis)
-        self.channelStats = ChannelStatsStore(redis: ledger.redis)
-        self.merchantCache = MerchantCache(redis: ledger.redis)
-        self.routing = routing
-        self.liveChannels = liveChannels
-        self.fx = fx
-        self.logger = logger
-        self.clock = clock
-    }
+    init(steps: Authorization) { self.steps = steps }
 
     public func locks(_ command: Command<PaymentRequest>) -> [PostgresStatement] {
         [LimitRecord.sharedLock(merchantId: command.merchantId)]
@@ -58,110 +33,58 @@ public struct AuthorizeHandler: CommandHandler {
 
     public func handle(_ command: Command<PaymentRequest>, in tx: PostgresConnection) async throws -> Outcome {
         let request = command.payload
-        // One cache round trip for the merchant, the risk rules and every blacklist candidate.
-        let candidates = [(BlacklistType.customerId, request.customer?.id), (.email, request.customer?.email),
-                          (.ip, request.customer?.ip), (.country, request.country)]
-            .compactMap { type, value in value.map { BlacklistEntry(type: type, value: $0) } }
-        let reads = await merchantCache.cache.read([MerchantCache.cacheKey(command.merchantId)] + configuration.riskKeys(for: candidates))
-        guard let merchant = try await merchantCache.merchant(id: command.merchantId, read: reads?.first, load: {
-            try await merchants.find(id: command.merchantId, on: tx)
-        }) else {
-            return .rejected(code: "merchant_not_found", message: "no merchant \(TextRules.forLog(command.merchantId, limit: 64))")
-        }
-        guard let amountBase = fx().convert(request.amount, from: request.currency, to: merchant.baseCurrency) else {
-            return .rejected(code: "invalid_request", message: "amount overflows when converted to \(merchant.baseCurrency.rawValue)",
-                             errors: [FieldError("amount", "is too large")])
+        let paymentNo = Identifiers.paymentNo(merchantId: command.merchantId, idempotencyKey: command.idempotencyKey)
+
+        func finish(_ checked: Authorization.Context, _ status: PaymentStatus, fee: Int64 = 0, failure: FailureCode? = nil,
+                    message: String? = nil, reference: String? = nil, channelState: String? = nil,
+                    effects: [PostgresStatement] = []) throws -> Outcome {
+            let payment = Payment(paymentNo: paymentNo, merchantId: checked.merchant.merchantId, request: request, status: status,
+                                  channel: checked.decision.channel, routing: checked.decision, channelFee: fee,
+                                  failureCode: failure?.rawValue, failureMessage: message, version: 1, at: checked.now)
+            let stored = StoredPayment(payment: payment, amountBase: checked.amountBase, limitKey: command.idempotencyKey,
+                                       countedAt: checked.countedAt, channelRef: reference, channelState: channelState,
+                                       customer: request.customer, createdAt: checked.now)
+            let counts = status == .succeeded || status == .pending
+            return .done([Event(type: status.eventType, merchantId: payment.merchantId, resourceKey: "payment:\(paymentNo)", data: payment)],
+                         effects: [try payments.insert(stored, commandId: command.id)] + effects
+                            + (counts ? [steps.counted(command, checked, ref: paymentNo)] : []))
         }
 
-        let now = clock()
-        let paymentNo = Identifiers.paymentNo(merchantId: merchant.merchantId, idempotencyKey: command.idempotencyKey)
-        let config = routing()
-        let input = RoutingInput(amount: request.amount, currency: request.currency, country: request.country,
-                                 payMethod: request.payMethod, forcedChannel: request.channel,
-                                 mode: request.routingMode ?? config.defaultMode)
-        let live = liveChannels()
-        let decision = ChannelRouter(config: config).decide(input, stats: live.stats, openCircuits: live.open,
-                                                            seed: Identifiers.seed(command.id))
-
-        func finish(_ status: PaymentStatus, fee: Int64 = 0, failure: FailureCode? = nil, message: String? = nil,
-                    reference: String? = nil) throws -> Outcome {
-            let payment = Payment(paymentNo: paymentNo, merchantId: merchant.merchantId, request: request, status: status,
-                                  channel: decision.channel, routing: decision, channelFee: fee, failureCode: failure?.rawValue,
-                                  failureMessage: message, version: 1, at: now)
-            return .done([Event(type: status.eventType, merchantId: merchant.merchantId, resourceKey: "payment:\(paymentNo)",
-                                data: payment)],
-                         effects: [try payments.insert(payment, amountBase: amountBase, channelRef: reference,
-                                                       customer: request.customer, commandId: command.id)])
+        let checked: Authorization.Context, channel: String
+        switch try await steps.check(command, request: request, on: tx) {
+        case .outcome(let outcome): return outcome
+        case .failed(let code, let message, let context, let effects):
+            return try finish(context, .failed, failure: code, message: message, effects: effects)
+        case .ready(let context, let chosen):
+            checked = context
+            channel = chosen
         }
 
-        if request.currency != merchant.baseCurrency && !merchant.tier.policy.multiCurrency {
-            return try finish(.failed, failure: .tierForbidden,
-                                    message: "the \(merchant.tier.rawValue) tier takes \(merchant.baseCurrency.rawValue) only; multi-currency needs business or above")
-        }
-        // Risk before anything is reserved. The rules and blacklist are read through the shared
-        // cache, which a write invalidates: an entry applies to the very next payment on every replica.
-        let policy = try await configuration.riskPolicy(for: candidates, reads: reads.map { Array($0.dropFirst()) }, on: tx)
-        var verdict = policy.evaluate(request)
-        if verdict == .allow, let limit = policy.rules.velocityLimit, let customerId = request.customer?.id {
-            let recent = try await velocity.count(merchantId: merchant.merchantId, customerId: customerId,
-                                                  commandKey: command.idempotencyKey, limit: limit,
-                                                  windowSeconds: policy.rules.velocityWindowSeconds, at: now)
-            verdict = policy.evaluate(request, recentPayments: recent)
-        }
-        if case .block(let rule, let detail) = verdict {
-            let outcome = try finish(.failed, failure: .riskBlocked, message: "blocked by risk rule \(rule): \(detail)")
-            guard case .done(let events, let effects, _) = outcome else { return outcome }
-            return .done(events, effects: effects + [risk.event(merchantId: merchant.merchantId, paymentNo: paymentNo, rule: rule, detail: detail)])
-        }
-
-        guard let channel = decision.channel else {
-            return try finish(.failed, failure: .noChannel,
-                                    message: "no enabled channel takes \(request.currency.rawValue) by \(request.payMethod.rawValue)")
-        }
-
-        let windows = LimitWindows(at: now)
-        switch try await ledger.reserve(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey,
-                                        amount: amountBase, limits: merchant.limits, windows: windows) {
-        case .exceeded(let kind):
-            return try finish(.failed, failure: .limitExceeded, message: "the \(kind.rawValue) limit would be exceeded")
-        case .notLoaded:
-            // Rebuilding waits for every reservation of this merchant in flight, this one included:
-            // so after this transaction rolled back.
-            let merchantId = merchant.merchantId
-            return .rerun("the limit counters of \(merchantId) are not in Redis") {
-                if try await record.rebuild(merchantId: merchantId, windows: windows) {
-                    logger.notice("rebuilt limit counters from PostgreSQL", metadata: ["merchant": "\(merchantId)"])
-                }
-            }
-        case .reserved, .alreadyReserved:
-            break
-        }
-
-        let channelOutcome = SandboxChannel.outcome(channel: channel, amount: request.amount, paymentNo: paymentNo)
-        switch channelOutcome {
+        let answer = try await steps.callChannel(channel, request: request, resource: paymentNo, isRetry: checked.isRetry)
+        Faults.point("after-channel-call")
+        try await steps.recordOutcome(channel, answer, at: checked.now)
+        let fee = checked.decision.estimatedFee ?? 0
+        switch answer {
         case .succeeded(let reference):
-            // The channel's outcome and the commit of the reservation, in one round trip.
-            let replies = try await ledger.redis.eval([
-                channelStats.recordCall(channel, success: true, at: now),
-                ledger.commitCall(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, amount: amountBase),
-            ])
-            _ = try LimitLedger.captured(replies[1], reservationKey: command.idempotencyKey)
-            return try finish(.succeeded, fee: decision.estimatedFee ?? 0, reference: reference)
+            try await steps.commit(command, amountBase: checked.amountBase)
+            return try finish(checked, .succeeded, fee: fee, reference: reference)
         case .pending(let reference):
-            try await channelStats.record(channel, success: true, at: now)
-            return try finish(.pending, fee: decision.estimatedFee ?? 0, reference: reference)
-        case .declined:
-            try await channelStats.record(channel, success: false, at: now)
-            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, windows: windows)
-            return try finish(.failed, failure: .channelDeclined, message: "\(channel) declined the payment")
-        case .transientError where !command.isFinalAttempt:
-            try await channelStats.record(channel, success: false, at: now)
-            return .retryLater("\(channel) had a transient error")
+            return try finish(checked, .pending, fee: fee, reference: reference.isEmpty ? nil : reference)
+        case .noAnswer:
+            return try finish(checked, .pending, fee: fee, channelState: "unknown")
+        case .declined(let reason):
+            try await steps.release(command)
+            return try finish(checked, .failed, failure: .channelDeclined, message: reason)
+        case .transientError(let reason) where !command.isFinalAttempt:
+            return .retryLater(reason)
         case .transientError:
-            try await channelStats.record(channel, success: false, at: now)
-            try await ledger.release(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey, windows: windows)
-            return try finish(.failed, failure: .channelError,
-                                    message: "\(channel) kept failing after \(command.attempt) retries")
+            try await steps.release(command)
+            return try finish(checked, .failed, failure: .channelError, message: "\(channel) kept failing after \(command.attempt) retries")
         }
+    }
+
+    /// A parked command gives back what it reserved.
+    public func parked(_ command: Command<PaymentRequest>, reason: String) async throws {
+        try await steps.release(command)
     }
 }
