@@ -133,53 +133,14 @@ struct Authorize: AsyncParsableCommand {
     @Option(help: "Commands in flight at most (publish-to-outcome).") var inFlight = 256
 
     func run() async throws {
-        let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "bench")
-        let url = try AMQPURL(connections.amqpURL)
-        let subscriber = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench events", prefetch: 1000),
-                                        logger: logger)
-        try await subscriber.waitUntilConnected(timeout: .seconds(15))
-        let queue = try await subscriber.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true, autoDelete: true,
-                                                                           arguments: [:])).name
-        try await subscriber.bind(AMQPBinding(source: "payfleet.events", destination: queue, routingKey: "m.\(merchant).#", arguments: [:]))
-        _ = try await subscriber.consume(ConsumeSpec(queue: queue, noAck: true))
-        let publisher = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench commands", confirms: true),
-                                       logger: logger)
-        try await publisher.waitUntilConnected(timeout: .seconds(15))
-
-        let clock = ContinuousClock()
-        let sent = Mutex<[String: ContinuousClock.Instant]>([:])
-        let slots = AsyncSemaphore(inFlight)
-        let start = clock.now
-        let collector = Task { () -> [Duration] in
-            var latencies: [Duration] = []
-            var seen = Set<String>()
-            for await delivery in subscriber.deliveries {
-                guard let id = delivery.properties.correlationId, seen.insert(id).inserted,
-                      let began = sent.withLock({ $0[id] }) else { continue }
-                latencies.append(clock.now - began)
-                slots.signal()
-                if latencies.count == commands { break }
-            }
-            return latencies
+        let messages = try (0..<commands).map { index -> (id: String, message: AMQPMessage) in
+            let (id, message) = try paymentCreate(index: index, merchant: merchant)
+            return (id, message)
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<commands {
-                await slots.wait()
-                let (id, message) = try paymentCreate(index: index, merchant: merchant)
-                sent.withLock { $0[id] = clock.now }
-                group.addTask {
-                    guard try await publisher.publish(message) == .acked else { throw BenchError.notConfirmed }
-                }
-            }
-            try await group.waitForAll()
-        }
-        let latencies = await collector.value
-        let elapsed = clock.now - start
-        await publisher.close()
-        await subscriber.close()
-        let percentiles = Percentiles(latencies)
+        let result = try await OutcomeTimer(connections: connections, merchant: merchant, inFlight: inFlight).run(messages)
+        let percentiles = Percentiles(result.latencies)
         struct Result: Encodable { let commands: Int; let per_second: Double; let p50_ms: Double; let p99_ms: Double }
-        try printJSON(Result(commands: latencies.count, per_second: Double(latencies.count) / seconds(elapsed),
+        try printJSON(Result(commands: result.latencies.count, per_second: Double(result.latencies.count) / seconds(result.elapsed),
                              p50_ms: percentiles.p50, p99_ms: percentiles.p99))
     }
 

@@ -15,10 +15,18 @@ struct OutcomeTimer {
     let connections: ConnectionOptions
     let merchant: String
     let inFlight: Int
+    let logger: Logger
+
+    /// Bootstraps logging (once per process: make one timer and run it as often as needed).
+    init(connections: ConnectionOptions, merchant: String, inFlight: Int) {
+        self.connections = connections
+        self.merchant = merchant
+        self.inFlight = inFlight
+        logger = FleetLogging.bootstrap(level: connections.logLevel, label: "bench")
+    }
 
     /// Returns the latencies, the elapsed time, and the event types that arrived per command.
     func run(_ messages: [(id: String, message: AMQPMessage)]) async throws -> (latencies: [Duration], elapsed: Duration, types: [String: String]) {
-        let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "bench")
         let url = try AMQPURL(connections.amqpURL)
         let subscriber = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench events", prefetch: 1000),
                                         logger: logger)
@@ -85,7 +93,7 @@ struct Captures: AsyncParsableCommand {
         let tag = UUID().uuidString.prefix(8)
         let creates = try (0..<holds).map { index in
             try OutcomeTimer.message("preauth.create", merchant: merchant, key: "bench-hold-\(tag)-\(index)", data: PreAuthRequest(
-                payment: PaymentRequest(orderNo: "room-\(index)", amount: Int64(10_000 + index % 50), currency: .USD, country: "US",
+                payment: PaymentRequest(orderNo: "room-\(index)", amount: Int64(10_000 + (index % 50) * 100), currency: .USD, country: "US",
                                         payMethod: .card)))
         }
         let held = try await timer.run(creates)

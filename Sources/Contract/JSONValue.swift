@@ -5,7 +5,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
     case bool(Bool)
     /// A number that is an integer within `Int64`.
     case integer(Int64)
-    /// Any other number (fractional, or integral beyond `Int64`).
+    /// An integer above `Int64.max` that fits `UInt64` (a routing seed), kept exact.
+    case unsignedInteger(UInt64)
+    /// Any other number (fractional, or integral beyond both).
     case number(Double)
     case string(String)
     case array([JSONValue])
@@ -16,6 +18,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         if container.decodeNil() { self = .null }
         else if let value = try? container.decode(Bool.self) { self = .bool(value) }
         else if let value = try? container.decode(Int64.self) { self = .integer(value) }
+        else if let value = try? container.decode(UInt64.self) { self = .unsignedInteger(value) }
         else if let value = try? container.decode(Double.self) { self = .number(value) }
         else if let value = try? container.decode(String.self) { self = .string(value) }
         else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
@@ -28,6 +31,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .integer(let value): try container.encode(value)
+        case .unsignedInteger(let value): try container.encode(value)
         case .number(let value): try container.encode(value)
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
@@ -40,7 +44,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         switch self {
         case .null: "null"
         case .bool: "boolean"
-        case .integer, .number: "number"
+        case .integer, .unsignedInteger, .number: "number"
         case .string: "string"
         case .array: "array"
         case .object: "object"

@@ -29,13 +29,16 @@ public final class CommandWorker: Service, Sendable {
     let handlers: [String: HandlerBinding]
     let retry: RetryPolicy
     let concurrency: Int
+    /// At most this many commands started a second (nil: as fast as they come).
+    let rate: RateLimit?
     let clock: WallClock
     let logger: Logger
     let metrics: QueueMetrics
     private let inFlight = Atomic<Int>(0)
 
     public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
-                relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, clock: WallClock = .system, logger: Logger) {
+                relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, maxRate: Double? = nil, clock: WallClock = .system,
+                logger: Logger) {
         self.queue = queue
         self.source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
         self.consumer = consumer
@@ -45,6 +48,7 @@ public final class CommandWorker: Service, Sendable {
         self.handlers = [:]
         self.retry = retry
         self.concurrency = concurrency
+        self.rate = maxRate.map(RateLimit.init(perSecond:))
         self.clock = clock
         self.logger = logger
         self.metrics = QueueMetrics(queue: queue)
@@ -60,6 +64,7 @@ public final class CommandWorker: Service, Sendable {
         self.handlers = handlers
         retry = copy.retry
         concurrency = copy.concurrency
+        rate = copy.rate
         clock = copy.clock
         logger = copy.logger
         metrics = copy.metrics
@@ -97,6 +102,7 @@ public final class CommandWorker: Service, Sendable {
                         running -= 1
                     }
                     running += 1
+                    await rate?.acquire()
                     group.addTask { await self.process(delivery) }
                 }
                 await group.waitForAll()

@@ -40,6 +40,9 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(help: "Commands handled at once (env PAYFLEET_CONCURRENCY).")
     public var concurrency: Int = Int(environment("PAYFLEET_CONCURRENCY") ?? "") ?? 32
 
+    @Option(name: .customLong("max-rate"), help: "Commands started per second at most, for a background worker sharing the servers with live traffic (env PAYFLEET_MAX_RATE; 0 = no limit).")
+    public var maxRate: Double = Double(environment("PAYFLEET_MAX_RATE") ?? "") ?? 0
+
     @Option(help: "Unacknowledged deliveries the broker may send ahead (env PAYFLEET_PREFETCH; at least the concurrency).")
     public var prefetch: Int = Int(environment("PAYFLEET_PREFETCH") ?? "") ?? 64
 
@@ -59,6 +62,7 @@ public struct WorkerOptions: ParsableArguments, Sendable {
 
     public mutating func validate() throws {
         guard concurrency >= 1, concurrency <= 1024 else { throw ValidationError("--concurrency must be 1...1024") }
+        guard maxRate >= 0 else { throw ValidationError("--max-rate must be >= 0") }
         guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
         guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }
         guard shutdownTimeout >= 1 else { throw ValidationError("--shutdown-timeout must be >= 1") }

@@ -84,7 +84,8 @@ public enum WorkerHost {
             checks.insert(.amqp("broker", connection), at: 0)
             worker = CommandWorker(queue: queue, consumer: connection, publisher: publisher, pool: pool, relay: relay,
                                    retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency,
-                                   clock: clock, logger: logger).handling(assembly.handlers)
+                                   maxRate: options.maxRate > 0 ? options.maxRate : nil, clock: clock, logger: logger)
+                .handling(assembly.handlers)
         }
         let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: checks + assembly.readiness,
                                          logger: logger)

@@ -159,6 +159,8 @@ struct FieldReader {
             return amount
         case .integer:
             errors.append(FieldError(path(name), "must be a positive integer amount in minor units"))
+        case .unsignedInteger:
+            errors.append(FieldError(path(name), "is too large (at most \(Int64.max) minor units)"))
         case .number(let number) where number.rounded() == number && number > 0:
             errors.append(FieldError(path(name), "is too large (at most \(Int64.max) minor units)"))
         case .number(let number) where number.rounded() == number:
@@ -264,7 +266,7 @@ struct FieldReader {
         switch object[name] {
         case nil, .null?: return nil
         case .integer(let value)? where range.contains(value): return value
-        case .integer?, .number?:
+        case .integer?, .unsignedInteger?, .number?:
             errors.append(FieldError(path(name), "must be an integer from \(range.lowerBound) to \(range.upperBound) \(unit)"))
             return nil
         case let other?:

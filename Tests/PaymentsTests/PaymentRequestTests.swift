@@ -23,6 +23,16 @@ import Testing
         return "{" + (validFields.filter { !$0.hasPrefix(key + ":") } + [fragment]).joined(separator: ",") + "}"
     }
 
+    /// Integers between Int64.max and UInt64.max (a routing record's seed) survive a round trip
+    /// exactly, and as an amount they are "too large", not "not an integer".
+    @Test func bigIntegersStayExact() throws {
+        let text = #"{"seed":14107210184035414272}"#
+        let value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        #expect(value == .object(["seed": .unsignedInteger(14_107_210_184_035_414_272)]))
+        #expect(try CanonicalJSON.encode(value) == text)
+        #expect(Self.errors(Self.replacing(#""amount":9223372036854775808"#))["amount"]?.contains("too large") == true)
+    }
+
     @Test func acceptsAValidRequest() throws {
         let request = try Self.parse(Self.valid).get()
         #expect(request.orderNo == "order-1001")

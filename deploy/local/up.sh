@@ -46,6 +46,8 @@
 #                            the sandbox channels sign their notify bodies with it]
 #   PAYFLEET_BIN_DIR [.build/release]   PAYFLEET_WORKERS [the list above]
 #   PAYFLEET_SHUTDOWN_TIMEOUT [8: drain time on SIGTERM, within down.sh's 10 s]
+#   PAYFLEET_SWEEP_CONCURRENCY [4], PAYFLEET_SWEEP_RATE [50 a second]: how fast the timeout
+#                              and expire workers go through a sweep's commands
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -350,7 +352,13 @@ for worker in "${WORKERS[@]}"; do
     fi
     replicas=${SCALE[$worker]:-1}
     for ((i = 1; i <= replicas; i++)); do
-        supervise "payfleet-$worker-$i" PAYFLEET_HEALTH_PORT="$port" PAYFLEET_INSTANCE="$worker-$i" -- "$exe"
+        # The sweeping workers fan a sweep out into thousands of commands at once: paced, they
+        # leave the servers to live authorizations while a sweep runs (nobody waits on a timeout).
+        sweep_env=()
+        case $worker in
+            timeout | expire) sweep_env=(PAYFLEET_CONCURRENCY="${PAYFLEET_SWEEP_CONCURRENCY:-4}" PAYFLEET_MAX_RATE="${PAYFLEET_SWEEP_RATE:-50}") ;;
+        esac
+        supervise "payfleet-$worker-$i" PAYFLEET_HEALTH_PORT="$port" PAYFLEET_INSTANCE="$worker-$i" "${sweep_env[@]}" -- "$exe"
         processes+=("payfleet-$worker-$i|http://127.0.0.1:$port  (/healthz /readyz /metrics)")
         health_urls+=("http://127.0.0.1:$port/healthz")
         port=$((port + 1))

@@ -58,13 +58,9 @@ public struct CaptureHandler: CommandHandler {
             channel: channel, operation: .capture, idempotencyKey: ChannelKeys.capture(before.preAuthNo, commandKey: command.idempotencyKey),
             amount: capture.amount, currency: before.currency, resource: before.preAuthNo))
         let reference: String
-        switch answer {
-        case .succeeded(let ref), .pending(let ref): reference = ref
-        case .declined(let reason): return .rejected(code: "channel_declined", message: reason)
-        case .transientError(let reason) where !command.isFinalAttempt: return .retryLater(reason)
-        case .noAnswer where !command.isFinalAttempt: return .retryLater("\(channel) did not answer the capture")
-        case .transientError, .noAnswer:
-            return .rejected(code: "channel_error", message: "\(channel) kept failing the capture after \(command.attempt) retries")
+        switch ChannelAnswers.settle(answer, at: channel, doing: "capture", command: command) {
+        case .moved(let ref): reference = ref
+        case .stopped(let outcome): return outcome
         }
 
         var after = stored

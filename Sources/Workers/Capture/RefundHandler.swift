@@ -45,13 +45,9 @@ public struct RefundHandler: CommandHandler {
             channel: channel, operation: .refund, idempotencyKey: ChannelKeys.refund(before.paymentNo, commandKey: command.idempotencyKey),
             amount: amount, currency: before.currency, resource: before.paymentNo))
         let reference: String
-        switch answer {
-        case .succeeded(let ref), .pending(let ref): reference = ref
-        case .declined(let reason): return .rejected(code: "channel_declined", message: reason)
-        case .transientError(let reason) where !command.isFinalAttempt: return .retryLater(reason)
-        case .noAnswer where !command.isFinalAttempt: return .retryLater("\(channel) did not answer the refund")
-        case .transientError, .noAnswer:
-            return .rejected(code: "channel_error", message: "\(channel) kept failing the refund after \(command.attempt) retries")
+        switch ChannelAnswers.settle(answer, at: channel, doing: "refund", command: command) {
+        case .moved(let ref): reference = ref
+        case .stopped(let outcome): return outcome
         }
 
         let now = context.clock.now

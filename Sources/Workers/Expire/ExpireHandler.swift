@@ -29,22 +29,20 @@ public struct ExpireHandler: CommandHandler {
         SweepRequest.parse(data, resourceField: "pre_auth_no", prefix: "pa_", sandbox: context.options.sandbox)
     }
 
-    public func locks(_ command: Command<SweepRequest>) -> [PostgresStatement] {
-        command.payload.resource != nil && !command.merchantId.isEmpty ? [LimitRecord.sharedLock(merchantId: command.merchantId)] : []
-    }
+    public func locks(_ command: Command<SweepRequest>) -> [PostgresStatement] { sweep.locks(command) }
 
     public func handle(_ command: Command<SweepRequest>, in tx: PostgresConnection) async throws -> Outcome {
-        let request = command.payload
-        let now = request.now ?? context.clock.now
-        guard let number = request.resource else {
-            let due = try await preAuths.dueOpen(expiredBy: now, merchantId: command.merchant, after: request.after,
-                                                 limit: sweep.batch, on: tx)
-            return sweep.fanOut(command, request: request, now: now, due: due.map { ($0.preAuthNo, $0.merchantId) })
-        }
-        guard let merchantId = command.merchant else {
-            return .rejected(code: "invalid_request", message: "an expiry of one pre-authorization names its merchant",
-                             errors: [FieldError("merchantid", "is required with data.pre_auth_no")])
-        }
+        try await sweep.handle(command, clock: context.clock, due: { now, merchant, after, limit in
+            try await preAuths.dueOpen(expiredBy: now, merchantId: merchant, after: after, limit: limit, on: tx)
+                .map { ($0.preAuthNo, $0.merchantId) }
+        }, one: { merchantId, number, now in
+            try await expire(number, of: merchantId, at: now, command: command, on: tx)
+        })
+    }
+
+    /// Ends one open pre-authorization whose hold is over.
+    func expire(_ number: String, of merchantId: String, at now: Date, command: Command<SweepRequest>,
+                on tx: PostgresConnection) async throws -> Outcome {
         guard let stored = try await preAuths.load(preAuthNo: number, merchantId: merchantId, lock: true, on: tx) else {
             return .rejected(code: "not_found", message: "no pre-authorization \(number)")
         }

@@ -3,6 +3,7 @@ import Contract
 import Fleet
 import Foundation
 import Payments
+import Postgres
 import Store
 
 /// How a sweep (`payment.timeout`, `preauth.expire`) works: it never holds one delivery for its
@@ -27,6 +28,29 @@ struct Sweep: Sendable {
         enum CodingKeys: String, CodingKey {
             case commandType = "command_type", now, due, continued, merchantId = "merchant_id"
         }
+    }
+
+    /// What both sweeping handlers do with a command: a sweep (no resource number) reads a batch of
+    /// what is `due` and fans it out; a per-resource command, which names its merchant, is
+    /// handed to `one` with the sweep's time (its test clock's, in sandbox mode).
+    func handle(_ command: Command<SweepRequest>, clock: WallClock,
+                due: (_ now: Date, _ merchant: String?, _ after: String?, _ limit: Int) async throws -> [(number: String, merchantId: String)],
+                one: (_ merchantId: String, _ number: String, _ now: Date) async throws -> Outcome) async throws -> Outcome {
+        let request = command.payload
+        let now = request.now ?? clock.now
+        guard let number = request.resource else {
+            return fanOut(command, request: request, now: now, due: try await due(now, command.merchant, request.after, batch))
+        }
+        guard let merchantId = command.merchant else {
+            return .rejected(code: "invalid_request", message: "a \(type) of one resource names its merchant",
+                             errors: [FieldError("merchantid", "is required with data.\(field)")])
+        }
+        return try await one(merchantId, number, now)
+    }
+
+    /// The limit lock a per-resource command takes (it releases limits); a sweep takes none.
+    func locks(_ command: Command<SweepRequest>) -> [PostgresStatement] {
+        command.payload.resource != nil && !command.merchantId.isEmpty ? [LimitRecord.sharedLock(merchantId: command.merchantId)] : []
     }
 
     /// Publishes one command per due resource, and a continuation when the batch was full.

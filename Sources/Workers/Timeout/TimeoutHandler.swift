@@ -33,22 +33,20 @@ public struct TimeoutHandler: CommandHandler {
         SweepRequest.parse(data, resourceField: "payment_no", prefix: "pay_", sandbox: context.options.sandbox)
     }
 
-    public func locks(_ command: Command<SweepRequest>) -> [PostgresStatement] {
-        command.payload.resource != nil && !command.merchantId.isEmpty ? [LimitRecord.sharedLock(merchantId: command.merchantId)] : []
-    }
+    public func locks(_ command: Command<SweepRequest>) -> [PostgresStatement] { sweep.locks(command) }
 
     public func handle(_ command: Command<SweepRequest>, in tx: PostgresConnection) async throws -> Outcome {
-        let request = command.payload
-        let now = request.now ?? context.clock.now
-        guard let paymentNo = request.resource else {
-            let due = try await payments.duePending(createdBefore: now.addingTimeInterval(-timeout), merchantId: command.merchant,
-                                                    after: request.after, limit: sweep.batch, on: tx)
-            return sweep.fanOut(command, request: request, now: now, due: due.map { ($0.paymentNo, $0.merchantId) })
-        }
-        guard let merchantId = command.merchant else {
-            return .rejected(code: "invalid_request", message: "a timeout of one payment names its merchant",
-                             errors: [FieldError("merchantid", "is required with data.payment_no")])
-        }
+        try await sweep.handle(command, clock: context.clock, due: { now, merchant, after, limit in
+            try await payments.duePending(createdBefore: now.addingTimeInterval(-timeout), merchantId: merchant, after: after,
+                                          limit: limit, on: tx).map { ($0.paymentNo, $0.merchantId) }
+        }, one: { merchantId, paymentNo, now in
+            try await timeOut(paymentNo, of: merchantId, at: now, command: command, on: tx)
+        })
+    }
+
+    /// Ends one pending payment that is due: completed if the channel says it succeeded, else cancelled.
+    func timeOut(_ paymentNo: String, of merchantId: String, at now: Date, command: Command<SweepRequest>,
+                 on tx: PostgresConnection) async throws -> Outcome {
         guard let stored = try await payments.load(paymentNo: paymentNo, merchantId: merchantId, lock: true, on: tx) else {
             return .rejected(code: "not_found", message: "no payment \(paymentNo)")
         }
