@@ -118,12 +118,13 @@ extension EndToEnd {
         let commands = try await EventSubscriber(exchange: "payfleet.commands", bindingKey: "payment.timeout")
         let flags = ["--timeout-sweep-interval", "2", "--expiry-sweep-interval", "3600", "--settlement-interval", "86400",
                      "--archive-interval", "604800", "--export-cleanup-interval", "3600", "--lease", "3"]
-        var clocks: [FleetProcess] = []
+        var clocks: [FleetProcess] = [], ports: [Int] = []
         for _ in 0..<2 {
             let port = FleetProcess.freePort()
             let clock = try FleetProcess("payfleet-clock", arguments: flags, environment: ["PAYFLEET_HEALTH_PORT": "\(port)"])
             try await clock.waitUntilReady(port: port)
             clocks.append(clock)
+            ports.append(port)
         }
         defer { clocks.forEach { $0.stop() } }
         func slots() -> [String: Int] {
@@ -135,8 +136,13 @@ extension EndToEnd {
         let leaders = clocks.filter { $0.log.contains("published scheduled command") }
         #expect(leaders.count == 1, "one clock leads")
 
-        // The leader stops cleanly; the other takes over at once (the lease was released).
+        // The leader counts what it ran on its /metrics.
         let leader = try #require(leaders.first), follower = try #require(clocks.first { $0 !== leader })
+        let metrics = try await HTTP.get("http://127.0.0.1:\(ports[clocks.firstIndex { $0 === leader }!])/metrics").text
+        #expect(metrics.contains(#"payfleet_clock_slots_total{status="completed",task="payment.timeout"}"#)
+                || metrics.contains(#"payfleet_clock_slots_total{task="payment.timeout",status="completed"}"#), "\(metrics.prefix(2_000))")
+
+        // The leader stops cleanly; the other takes over at once (the lease was released).
         let before = slots().count
         #expect(await leader.terminate() == 0)
         #expect(await eventually(timeout: .seconds(20)) { slots().count >= before + 2 })
