@@ -117,7 +117,7 @@ extension EndToEnd {
     @Test func twoClockProcessesRunEachSlotOnce() async throws {
         let commands = try await EventSubscriber(exchange: "payfleet.commands", bindingKey: "payment.timeout")
         let flags = ["--timeout-sweep-interval", "2", "--expiry-sweep-interval", "3600", "--settlement-interval", "86400",
-                     "--archive-interval", "604800", "--export-cleanup-interval", "3600", "--lease", "3"]
+                     "--archive-interval", "604800", "--export-cleanup-interval", "3600", "--lease", "10"]
         var clocks: [FleetProcess] = [], ports: [Int] = []
         for _ in 0..<2 {
             let port = FleetProcess.freePort()

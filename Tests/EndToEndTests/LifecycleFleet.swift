@@ -24,6 +24,9 @@ struct LifecycleFleet {
         let httpPort = FleetProcess.freePort()
         processes["ingress"] = try FleetProcess("payfleet-ingress", environment: [
             "PAYFLEET_HTTP_PORT": "\(httpPort)", "PAYFLEET_ADMIN_TOKEN": adminToken, "PAYFLEET_CHANNEL_SECRET": channelSecret,
+            // The tests read each outcome from the reply: wait for it as long as a loaded CI
+            // machine may need, rather than get a 202 now and then.
+            "PAYFLEET_REPLY_TIMEOUT_MS": "30000",
         ])
         ports["ingress"] = httpPort
         for worker in workers {

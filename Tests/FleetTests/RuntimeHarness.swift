@@ -107,11 +107,16 @@ final class RuntimeHarness: Sendable {
         queue = TestEnvironment.unique("test.fleet")
         pool = try TestEnvironment.postgres(size: 6)
         try await Migrations.apply(to: pool, logger: TestEnvironment.logger)
-        _ = try await pool.query("""
-            CREATE TABLE IF NOT EXISTS fleet_test_effects (command_id text, account text, amount bigint, attempt int)
-            """, [])
-        _ = try await pool.query("CREATE TABLE IF NOT EXISTS fleet_test_prepared (command_id text, attempt int)", [])
-        _ = try await pool.query("CREATE TABLE IF NOT EXISTS fleet_test_parked (command_id text, reason text)", [])
+        // Suites using the harness run in parallel: CREATE TABLE IF NOT EXISTS is not safe against
+        // itself (two can both find the table missing), so they take turns on an advisory lock.
+        try await pool.transaction { tx in
+            _ = try await tx.query("SELECT pg_advisory_xact_lock(7270002)", [])
+            try await tx.execute(simple: """
+                CREATE TABLE IF NOT EXISTS fleet_test_effects (command_id text, account text, amount bigint, attempt int);
+                CREATE TABLE IF NOT EXISTS fleet_test_prepared (command_id text, attempt int);
+                CREATE TABLE IF NOT EXISTS fleet_test_parked (command_id text, reason text)
+                """)
+        }
         let topology = try TopologyFile.load(explicitPath: TestEnvironment.topologyPath)
         publisher = try await TestEnvironment.amqp("harness publisher")
         try await publisher.declare(topology)
