@@ -16,6 +16,6 @@ struct ExpireCommand: AsyncParsableCommand {
     @OptionGroup var sweeps: SweepOptions
 
     func run() async throws {
-        try await WorkerHost.run(ExpireWorker(payments: payments, sweeps: sweeps), options: options)
+        try await WorkerHost.run(SweepWorker.expire(payments: payments, sweeps: sweeps), options: options)
     }
 }

@@ -16,6 +16,6 @@ struct TimeoutCommand: AsyncParsableCommand {
     @OptionGroup var sweeps: SweepOptions
 
     func run() async throws {
-        try await WorkerHost.run(TimeoutWorker(payments: payments, sweeps: sweeps), options: options)
+        try await WorkerHost.run(SweepWorker.timeout(payments: payments, sweeps: sweeps), options: options)
     }
 }

@@ -175,9 +175,14 @@ struct Authorization: Sendable {
         try await channelStats.record(channel, success: success, at: now)
     }
 
-    /// Commits the whole reservation (a charge that succeeded).
-    func commit<P>(_ command: Command<P>, amountBase: Int64) async throws {
-        _ = try await context.ledger.commit(merchantId: command.merchantId, reservationKey: command.idempotencyKey, amount: amountBase)
+    /// A charge that succeeded: its live outcome and the commit of the whole reservation, in one
+    /// round trip to Redis.
+    func recordSuccessAndCommit<P>(_ command: Command<P>, channel: String, amountBase: Int64, at now: Date) async throws {
+        let replies = try await context.ledger.redis.eval([
+            channelStats.recordCall(channel, success: true, at: now),
+            context.ledger.commitCall(merchantId: command.merchantId, reservationKey: command.idempotencyKey, amount: amountBase),
+        ])
+        _ = try LimitLedger.captured(replies[1], reservationKey: command.idempotencyKey)
     }
 
     /// Gives back what the command reserved (a no-op unless it holds a reservation).

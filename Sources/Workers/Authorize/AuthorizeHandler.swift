@@ -62,11 +62,12 @@ public struct AuthorizeHandler: CommandHandler {
 
         let answer = try await steps.callChannel(channel, request: request, resource: paymentNo, isRetry: checked.isRetry)
         Faults.point("after-channel-call")
-        try await steps.recordOutcome(channel, answer, at: checked.now)
         let fee = checked.decision.estimatedFee ?? 0
+        // A success records its live outcome together with the commit (one round trip).
+        if case .succeeded = answer {} else { try await steps.recordOutcome(channel, answer, at: checked.now) }
         switch answer {
         case .succeeded(let reference):
-            try await steps.commit(command, amountBase: checked.amountBase)
+            try await steps.recordSuccessAndCommit(command, channel: channel, amountBase: checked.amountBase, at: checked.now)
             return try finish(checked, .succeeded, fee: fee, reference: reference)
         case .pending(let reference):
             return try finish(checked, .pending, fee: fee, reference: reference.isEmpty ? nil : reference)
