@@ -15,7 +15,8 @@ import Synchronization
 final class ScriptedChannels: ChannelAdapter {
     enum Step: Sendable {
         case answer(ChannelAnswer)
-        case fail(String)
+        /// The adapter throws: the call neither answered nor failed cleanly.
+        case fail
     }
     private struct State {
         var steps: [Step]

@@ -100,7 +100,7 @@ import Testing
     /// Hole 3b: a parked command kept its reservation forever. Now the runtime's `parked` call
     /// releases it.
     @Test func aParkedCommandGivesItsReservationBack() async throws {
-        let harness = try await PaymentHarness(channels: ScriptedChannels([.fail("the channel adapter broke")]), maxRetries: 1)
+        let harness = try await PaymentHarness(channels: ScriptedChannels([.fail]), maxRetries: 1)
         let merchant = try await Fixtures.unlimitedMerchant(harness.pool)
         let ledger = LimitLedger(redis: harness.redis)
         let parked = try await EventSubscriber(exchange: Exchanges.parking, bindingKey: "")

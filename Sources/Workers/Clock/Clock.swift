@@ -6,6 +6,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Store
+import Synchronization
 
 /// `payfleet-clock`: publishes the scheduled work of RULES "Scheduler".
 ///
@@ -24,6 +25,9 @@ public final class Clock: Service, Sendable {
     let clock: WallClock
     let tick: Duration
     let logger: Logger
+    /// The latest slot of each task known to be recorded: until the next slot begins, a tick
+    /// need not read `scheduled_tasks` to find nothing new to plan.
+    private let planned = Mutex<[String: Date]>([:])
 
     public init(tasks: [ScheduledTask], store: ScheduledTaskStore, lock: LeaderLock, publisher: AMQPConnection, clock: WallClock,
                 tick: Duration, logger: Logger) {
@@ -51,6 +55,20 @@ public final class Clock: Service, Sendable {
     /// Records what is due of `task` and runs what is runnable, under `token`.
     func pass(_ task: ScheduledTask, token: String) async throws {
         let now = clock.now
+        let current = task.slot(at: now)
+        // Plan only when a slot began since the last plan; earlier slots may still need running.
+        if planned.withLock({ $0[task.name].map { $0 < current } ?? true }) {
+            try await plan(task, now: now)
+            planned.withLock { $0[task.name] = current }
+        }
+        let retryBefore = now.addingTimeInterval(-10), staleBefore = now.addingTimeInterval(-lock.lease.seconds)
+        for slot in try await store.runnable(task: task.name, token: token, retryBefore: retryBefore, staleBefore: staleBefore) {
+            try await run(task, slot: slot, token: token)
+        }
+    }
+
+    /// Records the slots of `task` due by `now`: the ones to run, and the ones catch-up skips.
+    func plan(_ task: ScheduledTask, now: Date) async throws {
         let plan = task.plan(last: try await store.latestSlot(task: task.name), now: now)
         if !plan.run.isEmpty || !plan.skip.isEmpty {
             try await store.plan(task: task.name, run: plan.run, skip: plan.skip,
@@ -60,10 +78,6 @@ public final class Clock: Service, Sendable {
                 logger.warning("skipped missed slots", metadata: ["task": "\(task.name)", "skipped": "\(plan.skip.count)",
                                                                   "oldest": "\(Timestamp.format(plan.skip[0]))"])
             }
-        }
-        let retryBefore = now.addingTimeInterval(-10), staleBefore = now.addingTimeInterval(-lock.lease.seconds)
-        for slot in try await store.runnable(task: task.name, token: token, retryBefore: retryBefore, staleBefore: staleBefore) {
-            try await run(task, slot: slot, token: token)
         }
     }
 
