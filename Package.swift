@@ -15,6 +15,9 @@ let package = Package(
         .executable(name: "payfleet-timeout", targets: ["payfleet-timeout"]),
         .executable(name: "payfleet-expire", targets: ["payfleet-expire"]),
         .executable(name: "payfleet-clock", targets: ["payfleet-clock"]),
+        .executable(name: "payfleet-settle", targets: ["payfleet-settle"]),
+        .executable(name: "payfleet-archive", targets: ["payfleet-archive"]),
+        .executable(name: "payfleet-export", targets: ["payfleet-export"]),
         .executable(name: "payfleet-bench", targets: ["payfleet-bench"]),
     ],
     dependencies: [
@@ -49,7 +52,8 @@ let package = Package(
 
         // Persistence: migrations, SQL, Redis scripts.
         .target(name: "Store", dependencies: ["Contract", "Payments", "Postgres", "Redis",
-                                              .product(name: "Logging", package: "swift-log")]),
+                                              .product(name: "Logging", package: "swift-log"),
+                                              .product(name: "Crypto", package: "swift-crypto")]),
 
         // The worker runtime every worker links: queues, handlers, outcomes, inbox and outbox,
         // retries and parking, time, periodic services, health and metrics. It knows no payments.
@@ -82,6 +86,9 @@ let package = Package(
         .executableTarget(name: "payfleet-timeout", dependencies: ["Workers", "Fleet", "PaymentServices"]),
         .executableTarget(name: "payfleet-expire", dependencies: ["Workers", "Fleet", "PaymentServices"]),
         .executableTarget(name: "payfleet-clock", dependencies: ["Workers", "Fleet"]),
+        .executableTarget(name: "payfleet-settle", dependencies: ["Workers", "Fleet"]),
+        .executableTarget(name: "payfleet-archive", dependencies: ["Workers", "Fleet"]),
+        .executableTarget(name: "payfleet-export", dependencies: ["Workers", "Fleet"]),
 
         // Load generator of Benchmarks/run.sh (raw broker baseline, end-to-end over AMQP).
         .executableTarget(name: "payfleet-bench", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract", "AMQP", "Postgres", "Redis",

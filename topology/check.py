@@ -18,8 +18,9 @@
 * when definitions.json (the RabbitMQ definitions) is beside it, the
   exchanges, queues, queue arguments and bindings asyncapi.yaml documents are
   the ones it declares, every command work queue is documented, every
-  command type bound to a work queue has a message schema (or is reserved),
-  and the commands a queue channel lists are bound to that queue.
+  command type bound to a work queue has a message schema and a command
+  channel, and the commands a queue channel lists are bound to that queue;
+* merchant events require merchantid and system events (sys.<type>) refuse it.
 
 Needs jsonschema (>= 4.18, for referencing) and PyYAML. Exits non-zero on any
 failure; the last line is `schemas: N passed, M failed`.
@@ -57,6 +58,8 @@ MESSAGES = {
     "preauth.cancel.json",
     "payment.refund.json",
     "payment.complete.json",
+    "settlement.merchant.json",
+    "export.run.json",
     # system commands (envelope: system_command.json)
     "payment.timeout.json",
     "preauth.expire.json",
@@ -77,12 +80,35 @@ MESSAGES = {
     "preauth.expired.json",
     "sweep.completed.json",
     "command.rejected.json",
+    "order.updated.json",
+    "settlement.created.json",
+    "settlement.merchant.completed.json",
+    "export.progress.json",
+    "export.completed.json",
+    "export.failed.json",
+    # system events (routing key sys.<type>, never merchantid)
+    "settlement.run.completed.json",
+    "archive.progress.json",
+    "archive.completed.json",
+    "export.cleanup.completed.json",
+}
+# Events that always concern one merchant (m.<merchant_id>.<type>): merchantid is required.
+MERCHANT_EVENTS = {
+    "payment.succeeded.json", "payment.pending.json", "payment.failed.json", "payment.timed_out.json",
+    "payment.refunded.json", "payment.reversed.json", "preauth.authorized.json", "preauth.failed.json",
+    "preauth.captured.json", "preauth.cancelled.json", "preauth.expired.json", "order.updated.json",
+    "settlement.created.json", "settlement.merchant.completed.json", "export.progress.json",
+    "export.completed.json", "export.failed.json",
+}
+# Events that never concern a merchant (sys.<type>): merchantid is refused.
+SYSTEM_EVENTS = {
+    "settlement.run.completed.json", "archive.progress.json", "archive.completed.json",
+    "export.cleanup.completed.json",
 }
 # Resources and shared envelopes: not messages themselves, but must exist.
 RESOURCES = {"cloudevent.json", "system_command.json", "payment.json", "pre_authorization.json",
-             "merchant.json", "problem.json"}
-# Command types of the contract bound in definitions.json whose schemas come with a later release.
-RESERVED_COMMANDS = {"settlement.merchant", "export.run"}
+             "merchant.json", "problem.json", "order.json", "settlement.json", "settlement_line.json",
+             "export_task.json"}
 
 passed = 0
 failed = 0
@@ -472,6 +498,114 @@ BAD = [
     ("sweep.completed.json", "without time", delete("time")),
     # command.rejected
     ("command.rejected.json", "code tier_forbiden (misspelt)", set_data("code", "tier_forbiden")),
+    # money out: settlement.run (examples: 0 the clock's, 1 a continuation, 2 a sandbox run with now)
+    ("settlement.run.json", "now not UTC", set_data("now", "2026-12-02T08:00:00+08:00")),
+    ("settlement.run.json", "now not a time", set_data("now", "tomorrow")),
+    ("settlement.run.json", "after that is not a merchant id", set_data("after", "mch.1"), 1),
+    ("settlement.run.json", "continuation with merchantid", set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0"), 1),
+    # settlement.merchant
+    ("settlement.merchant.json", "missing merchantid", delete("merchantid")),
+    ("settlement.merchant.json", "missing merchant_id", delete("data", "merchant_id")),
+    ("settlement.merchant.json", "missing date", delete("data", "date")),
+    ("settlement.merchant.json", "date not YYYY-MM-DD", set_data("date", "2026/12/01")),
+    ("settlement.merchant.json", "merchant_id with a dot", set_data("merchant_id", "mch.1")),
+    ("settlement.merchant.json", "now not UTC", set_data("now", "2026-12-02T08:00:00+08:00")),
+    ("settlement.merchant.json", "unknown data field", set_data("currency", "USD")),
+    ("settlement.merchant.json", "wrong type", set_top("type", "settlement.run")),
+    # archive.run (examples: 0 the clock's, 1 two tables, 2 a continuation)
+    ("archive.run.json", "an unknown table", set_data("tables", ["payments"])),
+    ("archive.run.json", "the table name unique", set_data("tables", ["unique"])),
+    ("archive.run.json", "an archive table's name", set_data("tables", ["risk_events_archive"])),
+    ("archive.run.json", "run empty", set_data("run", ""), 2),
+    ("archive.run.json", "run 129 characters", set_data("run", "r" * 129), 2),
+    ("archive.run.json", "run as a number", set_data("run", 7), 2),
+    ("archive.run.json", "continuation with merchantid", set_top("merchantid", "mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0"), 2),
+    ("archive.run.json", "unknown data field", set_data("batch", 10)),
+    # export.run (examples: 0 the ingress's, 1 a continuation)
+    ("export.run.json", "missing merchantid", delete("merchantid")),
+    ("export.run.json", "missing task_id", delete("data", "task_id")),
+    ("export.run.json", "task_id without the exp_ prefix", set_data("task_id", "m3qz7hx2kvt5bwr4yn6dpc2ela")),
+    ("export.run.json", "task_id of a settlement", set_data("task_id", "stl_vd4mx7kq2pz5gq6wnhrj3tyc4e")),
+    ("export.run.json", "step -1", set_data("step", -1), 1),
+    ("export.run.json", "step 1.5", set_data("step", 1.5), 1),
+    ("export.run.json", "step as a string", set_data("step", "1"), 1),
+    ("export.run.json", "unknown data field", set_data("format", "csv")),
+    ("export.run.json", "wrong type", set_top("type", "export.cleanup")),
+    # export.cleanup (examples: 0 the clock's, 1 a sandbox cleanup with now)
+    ("export.cleanup.json", "now not UTC", set_data("now", "2026-12-03T18:00:00+08:00"), 1),
+    ("export.cleanup.json", "now with another member", set_data("force", True), 1),
+    # order resource
+    ("order.json", "status unknown", lambda r: r.__setitem__("status", "shipped")),
+    ("order.json", "version 0", lambda r: r.__setitem__("version", 0)),
+    ("order.json", "amount 0", lambda r: r.__setitem__("amount", 0)),
+    ("order.json", "payments naming a pre-authorization", lambda r: r.__setitem__("payments", ["pa_gnq3mratg6d4l4g2zxtjcal6hy"])),
+    ("order.json", "payments with a duplicate",
+     lambda r: r.__setitem__("payments", ["pay_qpw7feitnfna5cny7ee3g577da", "pay_qpw7feitnfna5cny7ee3g577da"])),
+    ("order.json", "without payments", lambda r: r.__delitem__("payments")),
+    ("order.json", "order_no with a newline", lambda r: r.__setitem__("order_no", "order\n1001")),
+    # settlement resource and line
+    ("settlement.json", "version 2", lambda r: r.__setitem__("version", 2)),
+    ("settlement.json", "settlement_id without stl_", lambda r: r.__setitem__("settlement_id", "vd4mx7kq2pz5gq6wnhrj3tyc4e")),
+    ("settlement.json", "settlement_id with a dot", lambda r: r.__setitem__("settlement_id", "stl_a.b")),
+    ("settlement.json", "date with a time", lambda r: r.__setitem__("date", "2026-12-01T00:00:00Z")),
+    ("settlement.json", "payout_date missing", lambda r: r.__delitem__("payout_date")),
+    ("settlement.json", "gross 1.5", lambda r: r.__setitem__("gross", 1.5)),
+    ("settlement.json", "fee_bps -1", lambda r: r.__setitem__("fee_bps", -1)),
+    ("settlement.json", "payment_count -1", lambda r: r.__setitem__("payment_count", -1)),
+    ("settlement_line.json", "refund line without refund_no", lambda r: r.__setitem__("refund_no", None), 1),
+    ("settlement_line.json", "payment line with a refund_no",
+     lambda r: r.__setitem__("refund_no", "re_k5xq3d7mfzbw2lqhv4o6ytr2ca")),
+    ("settlement_line.json", "refund_no that is a payment number",
+     lambda r: r.__setitem__("refund_no", "pay_qpw7feitnfna5cny7ee3g577da"), 1),
+    ("settlement_line.json", "kind chargeback", lambda r: r.__setitem__("kind", "chargeback")),
+    ("settlement_line.json", "amount 0", lambda r: r.__setitem__("amount", 0)),
+    ("settlement_line.json", "negative refund amount", lambda r: r.__setitem__("amount", -1500), 1),
+    # export task resource (examples: 0 completed, 1 pending)
+    ("export_task.json", "completed with sha256 null", lambda r: r.__setitem__("sha256", None)),
+    ("export_task.json", "completed with row_count null", lambda r: r.__setitem__("row_count", None)),
+    ("export_task.json", "completed with expires_at null", lambda r: r.__setitem__("expires_at", None)),
+    ("export_task.json", "completed at progress 99", lambda r: r.__setitem__("progress", 99)),
+    ("export_task.json", "sha256 in upper case", lambda r: r.__setitem__("sha256", "9F2C" + r["sha256"][4:])),
+    ("export_task.json", "sha256 of 63 digits", lambda r: r.__setitem__("sha256", r["sha256"][1:])),
+    ("export_task.json", "progress 101", lambda r: r.__setitem__("progress", 101)),
+    ("export_task.json", "format xlsx", lambda r: r.__setitem__("format", "xlsx")),
+    ("export_task.json", "status unknown", lambda r: r.__setitem__("status", "done")),
+    ("export_task.json", "failed without failure_message", lambda r: r.__setitem__("status", "failed"), 1),
+    ("export_task.json", "expires_at not UTC", lambda r: r.__setitem__("expires_at", "2026-12-03T17:00:41+08:00")),
+    ("export_task.json", "without failure_message", lambda r: r.__delitem__("failure_message")),
+    ("export_task.json", "version 0", lambda r: r.__setitem__("version", 0), 1),
+    # money-out events
+    ("order.updated.json", "order with version 0", set_data("version", 0)),
+    ("order.updated.json", "wrong type", set_top("type", "order.created")),
+    ("settlement.created.json", "settlement with version 2", set_data("version", 2)),
+    ("settlement.created.json", "without time", delete("time")),
+    ("export.progress.json", "progress event whose task completed", set_data("status", "completed")),
+    ("export.progress.json", "progress event whose task is pending", set_data("status", "pending")),
+    ("export.completed.json", "completed event whose task is processing", set_data("status", "processing")),
+    ("export.completed.json", "completed event without sha256", set_data("sha256", None)),
+    ("export.completed.json", "completed event without size", set_data("size", None)),
+    ("export.failed.json", "failed event without failure_message", set_data("failure_message", None)),
+    ("export.failed.json", "failed event with an empty failure_message", set_data("failure_message", "")),
+    ("export.failed.json", "failed event whose task completed", set_data("status", "completed")),
+    ("settlement.merchant.completed.json", "without settlement_ids", delete("data", "settlement_ids")),
+    ("settlement.merchant.completed.json", "settlement_ids naming an export", set_data("settlement_ids", ["exp_m3qz7hx2kvt5bwr4yn6dpc2ela"])),
+    ("settlement.merchant.completed.json", "settlement_ids with a duplicate",
+     set_data("settlement_ids", ["stl_vd4mx7kq2pz5gq6wnhrj3tyc4e", "stl_vd4mx7kq2pz5gq6wnhrj3tyc4e"])),
+    ("settlement.merchant.completed.json", "date with a time", set_data("date", "2026-12-01T00:00:00Z")),
+    ("settlement.run.completed.json", "merchants -1", set_data("merchants", -1)),
+    ("settlement.run.completed.json", "merchants as a string", set_data("merchants", "214")),
+    ("settlement.run.completed.json", "without continued", delete("data", "continued")),
+    ("settlement.run.completed.json", "without date", delete("data", "date")),
+    ("settlement.run.completed.json", "now not UTC", set_data("now", "2026-12-02T08:00:01+08:00")),
+    ("archive.progress.json", "progress that says finished", set_data("finished", True)),
+    ("archive.progress.json", "moved for an unknown table", set_data("moved", {"payments": 10})),
+    ("archive.progress.json", "moved -1", set_data("moved", {"audit_logs": -1})),
+    ("archive.progress.json", "without run_id", delete("data", "run_id")),
+    ("archive.completed.json", "completed that is not finished", set_data("finished", False)),
+    ("archive.completed.json", "run_id empty", set_data("run_id", "")),
+    ("archive.completed.json", "moved as a number", set_data("moved", 42)),
+    ("export.cleanup.completed.json", "expired -1", set_data("expired", -1)),
+    ("export.cleanup.completed.json", "without now", delete("data", "now")),
 ]
 
 GOOD = [
@@ -527,6 +661,35 @@ GOOD = [
     ("command.rejected.json", "code invalid_state", set_data("code", "invalid_state")),
     ("command.rejected.json", "code channel_declined", set_data("code", "channel_declined")),
     ("command.rejected.json", "code channel_error", set_data("code", "channel_error")),
+    # money out
+    ("settlement.run.json", "a run with now (sandbox)", set_data("now", "2026-12-02T00:00:00Z")),
+    ("settlement.run.json", "a continuation with now", set_data("now", "2026-12-02T00:00:00Z"), 1),
+    ("settlement.run.json", "now alone (yesterday at now)", set_top("data", {"now": "2026-11-26T00:05:00Z"}), 2),
+    ("settlement.merchant.json", "with now (sandbox)", set_data("now", "2026-12-02T00:00:00Z")),
+    ("archive.run.json", "all four tables",
+     set_data("tables", ["payment_callbacks", "notifications", "audit_logs", "risk_events"])),
+    ("archive.run.json", "a continuation naming its tables", set_data("tables", ["notifications"]), 2),
+    ("archive.run.json", "run 128 characters", set_data("run", "r" * 128), 2),
+    ("export.run.json", "step 0", set_data("step", 0), 1),
+    ("export.cleanup.json", "now with fractional seconds", set_data("now", "2026-12-03T10:00:00.250Z"), 1),
+    ("order.json", "paid, two payments",
+     lambda r: r.update(status="paid", payments=["pay_r3mty5t7geg2xnr4on7vwtf3wi", "pay_qpw7feitnfna5cny7ee3g577da"])),
+    ("order.json", "unknown member (open resource)", lambda r: r.__setitem__("paid_amount", 5000)),
+    ("settlement.json", "refunds above payments (negative gross and net)",
+     lambda r: r.update(gross=-2000, fee=0, net=-2000, payment_count=0, refund_count=1)),
+    ("settlement.json", "unknown member (open resource)", lambda r: r.__setitem__("payout_status", "scheduled")),
+    ("settlement_line.json", "unknown member (open resource)", lambda r: r.__setitem__("fee", 30)),
+    ("export_task.json", "expired, the file's facts kept", lambda r: r.update(status="expired", version=6)),
+    ("export_task.json", "processing", lambda r: r.update(status="processing", rows_total=4000, rows_done=1000,
+                                                          progress=25, version=2), 1),
+    ("export_task.json", "failed while pending",
+     lambda r: r.update(status="failed", failure_message="the range holds no data", version=2), 1),
+    ("settlement.merchant.completed.json", "two currencies",
+     set_data("settlement_ids", ["stl_vd4mx7kq2pz5gq6wnhrj3tyc4e", "stl_b7wq2n5xkz3r4mdt6yhc2pje5a"])),
+    ("settlement.run.completed.json", "a full batch that continued", lambda e: e["data"].update(merchants=1000, continued=True)),
+    ("archive.completed.json", "nothing to move", set_data("moved", {})),
+    ("archive.progress.json", "one table only", set_data("moved", {"notifications": 1000})),
+    ("export.cleanup.completed.json", "nothing expired", set_data("expired", 0)),
 ]
 
 # Needs the optional rfc3339-validator package, which asserts format date-time.
@@ -544,6 +707,21 @@ for name, what, mutate, *example in GOOD:
     instance = variant(name, mutate, *example)
     errs = errors_of(validators[name], instance)
     check(not errs, f"{name} accepts {what}", "; ".join(errs))
+
+# Merchant events name their merchant (m.<merchant_id>.<type>); system events (sys.<type>) never do.
+check(not (MERCHANT_EVENTS & SYSTEM_EVENTS), "no event is both a merchant and a system event")
+for name in sorted(MERCHANT_EVENTS | SYSTEM_EVENTS):
+    check(name in MESSAGES, f"{name} is a message schema")
+for name in sorted(MERCHANT_EVENTS):
+    for i, example in enumerate(schemas.get(name, {}).get("examples", [])):
+        check("merchantid" in example, f"{name} examples[{i}] carries merchantid")
+        instance = {k: v for k, v in example.items() if k != "merchantid"}
+        check(bool(errors_of(validators[name], instance)), f"{name} rejects examples[{i}] without merchantid", "accepted")
+for name in sorted(SYSTEM_EVENTS):
+    for i, example in enumerate(schemas.get(name, {}).get("examples", [])):
+        check("merchantid" not in example, f"{name} examples[{i}] carries no merchantid")
+        instance = dict(example, merchantid="mch_01JD5ZK8Q2W3E4R5T6Y7U8V9W0")
+        check(bool(errors_of(validators[name], instance)), f"{name} rejects examples[{i}] with merchantid", "accepted")
 
 # --------------------------------------------------------------------------
 # 5. asyncapi.yaml
@@ -666,14 +844,14 @@ if doc and DEFINITIONS.is_file():
     for s, d, _ in sorted(bindings):
         if s == "payfleet.commands":
             check(d in documented_queues, f"work queue {d} of definitions.json is documented in asyncapi.yaml")
-    # every command type bound to a work queue has a message schema and a command channel, or is reserved
+    # every command type bound to a work queue has a message schema and a command channel
     messages_by_key = doc.get("components", {}).get("messages", {})
     command_channels = {
         chan.get("address") for chan in doc.get("channels", {}).values()
         if (((chan.get("bindings") or {}).get("amqp") or {}).get("exchange") or {}).get("name") == "payfleet.commands"
     }
     for s, d, key in sorted(bindings):
-        if s != "payfleet.commands" or key in RESERVED_COMMANDS:
+        if s != "payfleet.commands":
             continue
         check(f"{key}.json" in MESSAGES, f"command {key} (bound to {d}) has a message schema")
         check(key in command_channels, f"command {key} has a channel on payfleet.commands in asyncapi.yaml")

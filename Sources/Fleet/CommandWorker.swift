@@ -262,7 +262,11 @@ public final class CommandWorker: Service, Sendable {
                 switch try await prepared.run(tx) {
                 case .done(let events, let writes, let followUps):
                     guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
-                    rows = try events.map { try self.outboxRow($0, commandId: envelope.id) }
+                    rows = try events.enumerated().map { index, event in
+                        // A second event of one type (a settlement per currency) is told apart by its resource.
+                        let repeated = events[..<index].contains { $0.type == event.type }
+                        return try self.outboxRow(event, commandId: envelope.id, distinguishing: repeated)
+                    }
                     effects = try writes + followUps.map { try self.followUpStatement($0, causedBy: envelope.id) }
                 case .rejected(let code, let message, let errors):
                     rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
@@ -323,8 +327,8 @@ public final class CommandWorker: Service, Sendable {
 
     // MARK: - Events, replies, rejections
 
-    private func outboxRow(_ event: Event, commandId: String) throws -> OutboxRow {
-        let id = MessageIds.eventId(commandId: commandId, type: event.type)
+    private func outboxRow(_ event: Event, commandId: String, distinguishing: Bool = false) throws -> OutboxRow {
+        let id = MessageIds.eventId(commandId: distinguishing ? "\(commandId)|\(event.resourceKey)" : commandId, type: event.type)
         let body = try event.render(id, source, Timestamp.format(clock.now), event.merchantId)
         return OutboxRow(eventId: id, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
                          resourceKey: event.resourceKey, correlationId: commandId, body: body)

@@ -6,7 +6,8 @@ import Metrics
 import Postgres
 import ServiceLifecycle
 
-/// Publishes committed events from the outbox to RabbitMQ, with publisher confirms.
+/// Publishes committed events from the outbox to RabbitMQ, with publisher confirms, and records
+/// each merchant event it published in that merchant's event log (`notifications`).
 ///
 /// Promises:
 /// - at least once: a row is deleted only after the broker confirmed it; a relay that died
@@ -90,8 +91,17 @@ struct RelayPass: Sendable {
             }
             let (confirmed, failure) = await self.publishAll(events)
             if !confirmed.isEmpty {
+                // What was published for a merchant goes to its event log (`notifications`) in the
+                // transaction that deletes it from the outbox: in publish order, so per resource in
+                // commit order, and exactly once.
                 let ids = "{" + confirmed.map(String.init).joined(separator: ",") + "}"
-                _ = try await tx.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [ids])
+                _ = try await tx.query("""
+                    WITH published AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)
+                    INSERT INTO notifications (event_id, merchant_id, event_type, resource_key, body, created_at)
+                    SELECT event_id, split_part(routing_key, '.', 2), event_type, resource_key, body, $3::timestamptz FROM published
+                    WHERE exchange = $2 AND routing_key LIKE 'm.%'
+                    ORDER BY id
+                    """, [ids, Exchanges.events, self.clock.now])
             }
             return (confirmed.count, failure)
         }

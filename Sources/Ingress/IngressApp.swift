@@ -59,6 +59,7 @@ public struct IngressApp: Sendable {
         app.addRoutes(to: router)
         app.addRulebookRoutes(to: router)
         app.addLifecycleRoutes(to: router)
+        app.addMoneyOutRoutes(to: router)
         HealthRoutes.add(to: router, checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)])
         let server = Application(router: router,
                                  configuration: .init(address: .hostname(options.httpHost, port: options.httpPort),

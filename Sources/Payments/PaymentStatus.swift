@@ -56,4 +56,8 @@ public enum FailureCode: String, Sendable, Codable {
     case channelError = "channel_error"
     case timeout
     case tierForbidden = "tier_forbidden"
+    /// The order was already paid by another payment.
+    case orderAlreadyPaid = "order_already_paid"
+    /// The order was cancelled (its pending payment timed out).
+    case orderCancelled = "order_cancelled"
 }

@@ -29,6 +29,13 @@ public struct LimitRecord: Sendable {
         PostgresStatement("SELECT pg_advisory_xact_lock_shared(\(lockSQL))", [merchantId])
     }
 
+    /// The merchant's lock taken exclusive: waits for every payment change of the merchant in
+    /// flight, and holds off new ones until this transaction ends (a rebuild; a settlement, so no
+    /// change of the day it settles can commit after it counted).
+    public static func exclusiveLock(merchantId: String) -> PostgresStatement {
+        PostgresStatement("SELECT pg_advisory_xact_lock(\(lockSQL))", [merchantId])
+    }
+
     /// What the durable record counts in the merchant's day and month windows.
     public static func recorded(merchantId: String, windows: LimitWindows, on connection: PostgresConnection) async throws
         -> (day: Int64, month: Int64) {

@@ -312,6 +312,123 @@ public enum Migrations {
             PRIMARY KEY (task, slot)
         );
         """),
+        Migration(version: 6, name: "money out: orders, the event log, settlements, exports, archive tables", sql: """
+        -- Orders (CONTRACT §3): one per merchant and order_no, kept in the transaction of each
+        -- payment change that moves it. `paid_amount` and `refunded_amount` are what its payments
+        -- took and gave back, so its status is derived without reading them.
+        CREATE TABLE orders (
+            merchant_id     text NOT NULL,
+            order_no        text NOT NULL,
+            amount          bigint NOT NULL CHECK (amount > 0),
+            currency        text NOT NULL,
+            status          text NOT NULL CHECK (status IN ('created', 'paid', 'partially_refunded', 'refunded', 'cancelled')),
+            paid_amount     bigint NOT NULL DEFAULT 0 CHECK (paid_amount >= 0),
+            refunded_amount bigint NOT NULL DEFAULT 0 CHECK (refunded_amount >= 0),
+            payments        text[] NOT NULL DEFAULT '{}',
+            version         integer NOT NULL DEFAULT 1,
+            created_at      timestamptz NOT NULL,
+            updated_at      timestamptz NOT NULL,
+            PRIMARY KEY (merchant_id, order_no)
+        );
+
+        -- When a payment's money was taken (settlement counts it on that day), and the settlement
+        -- that holds it; the same for refunds. Stamped in the settlement's own transaction.
+        ALTER TABLE payments ADD COLUMN succeeded_at timestamptz, ADD COLUMN settlement_id text;
+        UPDATE payments SET succeeded_at = created_at WHERE status IN ('succeeded', 'partially_refunded', 'refunded');
+        CREATE INDEX payments_unsettled ON payments (merchant_id, succeeded_at) WHERE settlement_id IS NULL AND succeeded_at IS NOT NULL;
+        CREATE INDEX payments_settlement ON payments (settlement_id) WHERE settlement_id IS NOT NULL;
+        ALTER TABLE refunds ADD COLUMN settlement_id text;
+        CREATE INDEX refunds_unsettled ON refunds (merchant_id, created_at) WHERE settlement_id IS NULL;
+        CREATE INDEX refunds_settlement ON refunds (settlement_id) WHERE settlement_id IS NOT NULL;
+        -- Exports read a merchant's payments by creation time, in a stable order.
+        DROP INDEX payments_merchant_created;
+        CREATE INDEX payments_merchant_created ON payments (merchant_id, created_at, payment_no);
+
+        CREATE TABLE settlements (
+            settlement_id text PRIMARY KEY,
+            merchant_id   text NOT NULL,
+            currency      text NOT NULL,
+            day           date NOT NULL,
+            gross         bigint NOT NULL,
+            fee           bigint NOT NULL,
+            net           bigint NOT NULL,
+            fee_bps       integer NOT NULL,
+            payout_date   date NOT NULL,
+            payment_count integer NOT NULL,
+            refund_count  integer NOT NULL,
+            created_at    timestamptz NOT NULL,
+            UNIQUE (merchant_id, currency, day)
+        );
+        CREATE INDEX settlements_list ON settlements (merchant_id, day DESC, settlement_id DESC);
+
+        -- The merchant's event log: every merchant event the relay published, recorded in the
+        -- transaction that deletes its outbox row; `id` is the publish order (per resource, the
+        -- commit order). Kept 30 days, then archived.
+        CREATE TABLE notifications (
+            id           bigserial PRIMARY KEY,
+            event_id     text NOT NULL,
+            merchant_id  text NOT NULL,
+            event_type   text NOT NULL,
+            resource_key text NOT NULL,
+            body         text NOT NULL,
+            created_at   timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX notifications_merchant ON notifications (merchant_id, id);
+        CREATE INDEX notifications_merchant_type ON notifications (merchant_id, event_type, id);
+        CREATE INDEX notifications_created ON notifications (created_at);
+
+        -- Archive tables: the live table's columns (no defaults: ids are kept), a primary key so a
+        -- row can never be archived twice, and when it was moved.
+        CREATE TABLE payment_callbacks_archive (LIKE payment_callbacks, archived_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id));
+        CREATE TABLE notifications_archive (LIKE notifications, archived_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id));
+        CREATE TABLE audit_logs_archive (LIKE audit_logs, archived_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id));
+        CREATE TABLE risk_events_archive (LIKE risk_events, archived_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id));
+        CREATE INDEX payment_callbacks_archive_received ON payment_callbacks_archive (received_at);
+        CREATE INDEX notifications_archive_created ON notifications_archive (created_at);
+        CREATE INDEX audit_logs_archive_created ON audit_logs_archive (created_at);
+        CREATE INDEX risk_events_archive_created ON risk_events_archive (created_at);
+        CREATE INDEX audit_logs_created ON audit_logs (created_at);
+        CREATE INDEX risk_events_created ON risk_events (created_at);
+        -- Rows each archive run moved, per table, counted in the transaction of each batch.
+        CREATE TABLE archive_runs (
+            run_id     text NOT NULL,
+            table_name text NOT NULL,
+            moved      bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (run_id, table_name)
+        );
+
+        -- Payment exports: the task, with its progress and where the next chunk starts (the last
+        -- row written, by creation time and number); the file's chunks in order.
+        CREATE TABLE export_tasks (
+            task_id         text PRIMARY KEY,
+            merchant_id     text NOT NULL,
+            status          text NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'failed', 'expired')),
+            start_date      date NOT NULL,
+            end_date        date NOT NULL,
+            format          text NOT NULL,
+            rows_done       bigint NOT NULL DEFAULT 0,
+            rows_total      bigint NOT NULL DEFAULT 0,
+            next_seq        integer NOT NULL DEFAULT 0,
+            bytes           bigint NOT NULL DEFAULT 0,
+            last_created_at timestamptz,
+            last_payment_no text,
+            sha256          text,
+            expires_at      timestamptz,
+            failure_message text,
+            version         integer NOT NULL DEFAULT 1,
+            created_at      timestamptz NOT NULL,
+            updated_at      timestamptz NOT NULL
+        );
+        CREATE INDEX export_tasks_open ON export_tasks (created_at) WHERE status <> 'expired';
+        CREATE TABLE export_chunks (
+            task_id text NOT NULL,
+            seq     integer NOT NULL,
+            rows    integer NOT NULL,
+            data    text NOT NULL,
+            PRIMARY KEY (task_id, seq)
+        );
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.

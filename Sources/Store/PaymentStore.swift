@@ -48,9 +48,10 @@ public struct PaymentStore: Sendable {
         return PostgresStatement("""
             INSERT INTO payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method,
                 channel, channel_ref, routing, channel_fee, status, failure_code, failure_message, subject, metadata,
-                customer, command_id, version, created_at, updated_at, limit_key, counted_at, channel_state, pre_auth_no)
+                customer, command_id, version, created_at, updated_at, limit_key, counted_at, channel_state, pre_auth_no, succeeded_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17::jsonb,
-                $18::jsonb, $19, $20, $21::timestamptz, $21::timestamptz, $22, $23::timestamptz, $24, $25)
+                $18::jsonb, $19, $20, $21::timestamptz, $21::timestamptz, $22, $23::timestamptz, $24, $25,
+                CASE WHEN $13 = 'succeeded' THEN $21::timestamptz END)
             """, [payment.paymentNo, payment.merchantId, payment.orderNo, payment.amount, stored.amountBase,
                   payment.currency.rawValue, payment.country, payment.payMethod.rawValue, payment.channel, stored.channelRef,
                   try payment.routing.map(CanonicalJSON.encode), payment.channelFee, payment.status.rawValue,
@@ -62,6 +63,12 @@ public struct PaymentStore: Sendable {
     /// One payment, only if it belongs to `merchantId` (another merchant's payment is "not found").
     public func find(paymentNo: String, merchantId: String, on connection: PostgresConnection) async throws -> Payment? {
         try await load(paymentNo: paymentNo, merchantId: merchantId, on: connection)?.payment
+    }
+
+    /// Payments of one merchant among `paymentNos`, in one query (another merchant's are not found).
+    public func find(paymentNos: [String], merchantId: String, on connection: PostgresConnection) async throws -> [Payment] {
+        try await connection.query("SELECT \(Self.columns) FROM payments WHERE merchant_id = $1 AND payment_no = ANY($2::text[])",
+                                   [merchantId, PostgresArray.text(paymentNos)]).rows.map { try Self.stored(from: $0).payment }
     }
 
     /// One payment with what is stored beside it. `lock`: take the row for this transaction
@@ -79,7 +86,8 @@ public struct PaymentStore: Sendable {
         let payment = after.payment
         return try await connection.query("""
             UPDATE payments SET status = $3, failure_code = $4, failure_message = $5, refunded_amount = $6, channel_ref = $7,
-                channel_state = $8, channel_fee = $9, version = $10, updated_at = $11::timestamptz
+                channel_state = $8, channel_fee = $9, version = $10, updated_at = $11::timestamptz,
+                succeeded_at = CASE WHEN succeeded_at IS NULL AND $3 = 'succeeded' THEN $11::timestamptz ELSE succeeded_at END
             WHERE payment_no = $1 AND merchant_id = $2 AND version = $10 - 1
             """, [payment.paymentNo, payment.merchantId, payment.status.rawValue, payment.failureCode, payment.failureMessage,
                   payment.refundedAmount, after.channelRef, after.channelState, payment.channelFee, payment.version, time]).affectedRows == 1

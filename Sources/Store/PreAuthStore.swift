@@ -223,4 +223,9 @@ public struct CommandPins: Sendable {
                    decision: try row.optionalString("decision").map { try CanonicalJSON.decode(RoutingDecision.self, from: $0) },
                    amountBase: try row.int64("amount_base"), countedAt: try row.date("counted_at"), isNew: try row.bool("inserted"))
     }
+
+    /// Whether an earlier attempt of the command pinned its decisions (and so may have called a channel).
+    public func exists(merchantId: String, key: String) async throws -> Bool {
+        try await pool.query("SELECT 1 FROM command_pins WHERE merchant_id = $1 AND idempotency_key = $2", [merchantId, key]).first != nil
+    }
 }

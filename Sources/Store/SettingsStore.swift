@@ -34,6 +34,12 @@ extension SettingsDocument where Value == FXTable {
     public static var fx: Self { Self(name: "fx", ttl: .fx, defaults: .defaults, validate: { $0.validationErrors }) }
 }
 
+extension SettingsDocument where Value == BusinessCalendar {
+    /// The business days settlement pays out on (RULES "Settlement": Monday to Friday less a
+    /// holiday list); configuration: cached 5 min, invalidated on write.
+    public static var businessCalendar: Self { Self(name: "business_calendar", ttl: .configuration, defaults: .standard, validate: { _ in [] }) }
+}
+
 /// Versioned configuration documents in PostgreSQL (`settings`). Read them through
 /// `Configuration`, which caches them; a write bumps the version.
 public struct SettingsStore: Sendable {
@@ -93,8 +99,5 @@ public struct RiskStore: Sendable {
     }
 
     /// A PostgreSQL text array literal, every element quoted and escaped.
-    static func array(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
-    }
+    static func array(_ values: [String]) -> String { PostgresArray.text(values) }
 }

@@ -12,9 +12,9 @@ import Store
 struct PayFleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payfleet",
-        abstract: "Operate a PayFleet deployment: schema, topology, parked messages, tiers, routing and the risk blacklist.",
+        abstract: "Operate a PayFleet deployment: schema, topology, parked messages, tiers, routing, the risk blacklist, settlement and archive.",
         subcommands: [Migrate.self, Topology.self, Parked.self, Schedule.self, MerchantCommand.self, RoutingCommand.self, RiskCommand.self,
-                      FXCommand.self])
+                      FXCommand.self, SettleCommand.self, ArchiveCommand.self, CalendarCommand.self])
 }
 
 struct Migrate: AsyncParsableCommand {

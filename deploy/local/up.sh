@@ -16,7 +16,7 @@
 #   2. starts RabbitMQ (with the management UI), PostgreSQL and Redis in
 #      parallel, on 127.0.0.1, with all state in .state/local (git-ignored);
 #   3. swift build -c release; payfleet migrate; payfleet topology apply;
-#   4. runs payfleet-ingress and every worker executable that was built
+#   4. runs payfleet-ingress and every worker executable
 #      (payfleet-authorize, -capture, -expire, -timeout, -settle, -archive,
 #      -export, -clock) under deploy/local/supervise.sh, which restarts a
 #      process 1 s after it dies; worker replicas get health/metrics ports
@@ -347,7 +347,7 @@ port=$HEALTH_PORT_BASE
 for worker in "${WORKERS[@]}"; do
     exe="$BIN_DIR/payfleet-$worker"
     if [[ ! -x "$exe" ]]; then
-        [[ -z "${SCALE[$worker]:-}" ]] || warn "--scale $worker: $exe was not built; skipped"
+        warn "no $exe (not built?): payfleet-$worker not started"
         continue
     fi
     replicas=${SCALE[$worker]:-1}

@@ -27,6 +27,7 @@ struct Authorization: Sendable {
     let velocity: VelocityCounter
     let channelStats: ChannelStatsStore
     let merchantCache: MerchantCache
+    let orders = OrderBook()
 
     init(context: PaymentContext, settings: PaymentSettings) {
         self.context = context
@@ -57,6 +58,8 @@ struct Authorization: Sendable {
         let now: Date
         /// True when an earlier attempt pinned the decision (and may have called the channel).
         let isRetry: Bool
+        /// The order it pays for, held for this transaction, as it was before this command.
+        let order: Order
     }
 
     /// Runs every check up to the channel. `tierCheck` adds the resource's own tier rule (a
@@ -86,7 +89,11 @@ struct Authorization: Sendable {
         let live = settings.channels.current
         let proposed = ChannelRouter(config: config).decide(input, stats: live.stats, openCircuits: live.open,
                                                             seed: Identifiers.seed(command.id))
-        var checked = Context(merchant: merchant, amountBase: amountBase, decision: proposed, countedAt: now, now: now, isRetry: false)
+        // The order is held from here to the commit, so the payments of one order take turns.
+        let order = try await orders.hold(merchantId: merchant.merchantId, orderNo: request.orderNo, amount: request.amount,
+                                          currency: request.currency, at: now, on: tx)
+        var checked = Context(merchant: merchant, amountBase: amountBase, decision: proposed, countedAt: now, now: now, isRetry: false,
+                              order: order)
 
         func fail(_ code: FailureCode, _ message: String, effects: [PostgresStatement] = []) async throws -> Checked {
             // An earlier attempt may have reserved (then rolled back to retry): give it back.
@@ -94,6 +101,12 @@ struct Authorization: Sendable {
             return .failed(code, message, checked, effects: effects)
         }
 
+        // A paid or cancelled order takes no new payment, unless an earlier attempt of this very
+        // command may already have charged (then the channel's answer decides, as on any retry).
+        if let refusal = order.status.refusal,
+           try await !context.pins.exists(merchantId: merchant.merchantId, key: command.idempotencyKey) {
+            return try await fail(refusal, "order \(TextRules.forLog(request.orderNo, limit: 64)) is \(order.status.rawValue)")
+        }
         if request.currency != merchant.baseCurrency && !merchant.tier.policy.multiCurrency {
             return try await fail(.tierForbidden,
                                   "the \(merchant.tier.rawValue) tier takes \(merchant.baseCurrency.rawValue) only; multi-currency needs business or above")
@@ -128,7 +141,7 @@ struct Authorization: Sendable {
             throw StoreError.corrupt("command pin of \(command.idempotencyKey) has no channel")
         }
         checked = Context(merchant: merchant, amountBase: pin.amountBase, decision: decision, countedAt: pin.countedAt, now: now,
-                          isRetry: !pin.isNew)
+                          isRetry: !pin.isNew, order: order)
 
         let windows = LimitWindows(at: pin.countedAt)
         switch try await context.ledger.reserve(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey,

@@ -45,9 +45,15 @@ public struct AuthorizeHandler: CommandHandler {
                                        countedAt: checked.countedAt, channelRef: reference, channelState: channelState,
                                        customer: request.customer, createdAt: checked.now)
             let counts = status == .succeeded || status == .pending
-            return .done([Event(type: status.eventType, merchantId: payment.merchantId, resourceKey: "payment:\(paymentNo)", data: payment)],
+            // A failed attempt leaves its order `created`, so the customer can try again.
+            var order = checked.order
+            order.attempt(paymentNo, amount: request.amount, currency: request.currency)
+            if status == .succeeded { order.paid(request.amount) }
+            let orderChange = steps.orders.record(checked.order, order, at: checked.now)
+            return .done([Event(type: status.eventType, merchantId: payment.merchantId, resourceKey: "payment:\(paymentNo)", data: payment)]
+                            + orderChange.events,
                          effects: [try payments.insert(stored, commandId: command.id)] + effects
-                            + (counts ? [steps.counted(command, checked, ref: paymentNo)] : []))
+                            + (counts ? [steps.counted(command, checked, ref: paymentNo)] : []) + orderChange.effects)
         }
 
         let checked: Authorization.Context, channel: String

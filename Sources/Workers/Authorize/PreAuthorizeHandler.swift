@@ -41,9 +41,12 @@ public struct PreAuthorizeHandler: CommandHandler {
             let stored = StoredPreAuth(preAuth: preAuth, request: request, routing: checked.decision, amountBase: checked.amountBase,
                                        limitKey: command.idempotencyKey, countedAt: checked.countedAt, channelRef: reference,
                                        customer: request.customer, expiresAt: expiresAt, createdAt: checked.now)
-            return .done([Event(type: preAuth.eventType, merchantId: preAuth.merchantId, resourceKey: "preauth:\(number)", data: preAuth)],
+            // The order exists from its first pre-authorization on; its captures will pay it.
+            let orderChange = steps.orders.record(checked.order, checked.order, at: checked.now)
+            return .done([Event(type: preAuth.eventType, merchantId: preAuth.merchantId, resourceKey: "preauth:\(number)", data: preAuth)]
+                            + orderChange.events,
                          effects: [try preAuths.insert(stored, commandId: command.id)] + effects
-                            + (status == .authorized ? [steps.counted(command, checked, ref: number)] : []))
+                            + (status == .authorized ? [steps.counted(command, checked, ref: number)] : []) + orderChange.effects)
         }
 
         let checked: Authorization.Context, channel: String

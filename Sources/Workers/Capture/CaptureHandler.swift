@@ -22,6 +22,7 @@ public struct CaptureHandler: CommandHandler {
     let context: PaymentContext
     let preAuths = PreAuthStore()
     let payments = PaymentStore()
+    let orders = OrderBook()
 
     init(context: PaymentContext) { self.context = context }
 
@@ -98,10 +99,15 @@ public struct CaptureHandler: CommandHandler {
         let record = StoredPayment(payment: payment, amountBase: captureBase, limitKey: stored.limitKey, countedAt: stored.countedAt,
                                    channelRef: reference, customer: stored.customer, createdAt: now)
         effects.insert(try payments.insert(record, commandId: command.id), at: 0)
+        // Each capture is a payment of the pre-authorization's order, and pays it.
+        let order = try await orders.update(of: payment, at: now, on: tx) {
+            $0.attempt(paymentNo, amount: capture.amount, currency: before.currency)
+            $0.paid(capture.amount)
+        }
         return .done([Event(type: PaymentStatus.succeeded.eventType, merchantId: before.merchantId, resourceKey: "payment:\(paymentNo)",
                             data: payment),
                       Event(type: after.preAuth.eventType, merchantId: before.merchantId, resourceKey: "preauth:\(before.preAuthNo)",
-                            data: after.preAuth)],
-                     effects: effects)
+                            data: after.preAuth)] + order.events,
+                     effects: effects + order.effects)
     }
 }

@@ -17,6 +17,7 @@ public struct RefundHandler: CommandHandler {
     public let commandType = "payment.refund"
     let context: PaymentContext
     let payments = PaymentStore()
+    let orders = OrderBook()
 
     init(context: PaymentContext) { self.context = context }
 
@@ -63,11 +64,12 @@ public struct RefundHandler: CommandHandler {
         try await context.ledger.refundReturn(merchantId: before.merchantId, refundKey: command.idempotencyKey, amount: refundBase,
                                               paymentWindows: LimitWindows(at: stored.countedAt), windows: LimitWindows(at: now))
         let refundNo = Identifiers.refundNo(merchantId: before.merchantId, idempotencyKey: command.idempotencyKey)
+        let order = try await orders.update(of: before, at: now, on: tx) { $0.refunded(amount) }
         return .done([Event(type: after.payment.status.eventType, merchantId: before.merchantId, resourceKey: "payment:\(before.paymentNo)",
-                            data: after.payment)],
+                            data: after.payment)] + order.events,
                      effects: [RefundStore.insert(refundNo: refundNo, payment: stored, amount: amount, amountBase: refundBase,
                                                   reason: request.reason, channelRef: reference, commandId: command.id, at: now),
                                LimitRecord.entry(.refund, merchantId: before.merchantId, limitKey: stored.limitKey,
-                                                 countedAt: stored.countedAt, amount: refundBase, at: now, ref: refundNo)])
+                                                 countedAt: stored.countedAt, amount: refundBase, at: now, ref: refundNo)] + order.effects)
     }
 }

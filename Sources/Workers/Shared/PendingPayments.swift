@@ -12,6 +12,7 @@ import Store
 struct PendingPayments: Sendable {
     let context: PaymentContext
     let payments = PaymentStore()
+    let orders = OrderBook()
 
     /// The channel took the money: the reservation is committed, and the payment succeeds.
     func succeed<P>(_ stored: StoredPayment, reference: String?, command: Command<P>, on tx: PostgresConnection) async throws -> Outcome {
@@ -26,7 +27,8 @@ struct PendingPayments: Sendable {
         _ = try await context.ledger.commit(merchantId: stored.payment.merchantId, reservationKey: stored.limitKey,
                                             amount: stored.amountBase)
         guard try await payments.update(after, at: now, on: tx) else { throw ConcurrentChange(resource: stored.payment.paymentNo) }
-        return .done([event(after.payment)])
+        let order = try await orders.update(of: after.payment, at: now, on: tx) { $0.paid(after.payment.amount) }
+        return .done([event(after.payment)] + order.events, effects: order.effects)
     }
 
     /// The payment ends without the money: `failed` (the channel said so) or `cancelled` (timed
@@ -45,7 +47,9 @@ struct PendingPayments: Sendable {
         guard try await payments.update(after, at: now, on: tx) else { throw ConcurrentChange(resource: stored.payment.paymentNo) }
         let entry = LimitRecord.entry(.release, merchantId: stored.payment.merchantId, limitKey: stored.limitKey,
                                       countedAt: stored.countedAt, amount: stored.amountBase, at: now, ref: stored.payment.paymentNo)
-        return .done([event(after.payment)], effects: [entry])
+        // A timed-out payment cancels its unpaid order; a failed one leaves it open for another try.
+        let order = status == .cancelled ? try await orders.update(of: after.payment, at: now, on: tx) { $0.cancel() } : OrderChange()
+        return .done([event(after.payment)] + order.events, effects: [entry] + order.effects)
     }
 
     func event(_ payment: Payment) -> Event {
