@@ -17,14 +17,23 @@
 #   6. captures over AMQP (pre-authorizations made first, each captured in full), against pgbench
 #      running the capture transaction's SQL (and the channel's own record) in the same run;
 #   7. a timeout sweep over 10,000 due payments (sandbox test clock): its duration, and authorize
-#      p99 measured while it runs against p99 without it.
+#      p99 measured while it runs against p99 without it;
+#   8. money out: an export of 100,000 and of 1,000,000 payments (rows per second against
+#      PostgreSQL's own COPY ... TO STDOUT WITH CSV of the same rows; the export worker's peak
+#      RSS after each), an archive run over 1,000,000 rows (rows per second, and authorize p99
+#      during it against p99 without it), and a batch query of 100 ids against 100 single GETs.
+#      `--money-out-only` runs this part alone; `--export-rows N` and `--archive-rows N` size it.
 # No timing is asserted anywhere: the table reports rates and ratios.
 set -euo pipefail
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 commands=5000 seconds=15 http_connections=32 holds=3000 due=10000
+export_rows=1000000 archive_rows=1000000 money_out_only=0
 while (($#)); do
   case "$1" in
+    --export-rows) export_rows=$2; shift 2 ;;
+    --archive-rows) archive_rows=$2; shift 2 ;;
+    --money-out-only) money_out_only=1; shift ;;
     --commands) commands=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --http-connections) http_connections=$2; shift 2 ;;
@@ -56,9 +65,14 @@ swift build -c release --product payfleet-bench >&2
 bench=$(swift build -c release --show-bin-path)/payfleet-bench
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-section "1/7 pgbench: the authorize transaction (with its pin and the channel's record), 8 clients, ${seconds}s"
 export PGPASSWORD=payfleet
 psql_() { psql -h 127.0.0.1 -p "$pg_port" -U payfleet -d payfleet -v ON_ERROR_STOP=1 -q "$@"; }
+if ((money_out_only)); then
+  source "$root/Benchmarks/money-out.sh"
+  exit 0
+fi
+
+section "1/7 pgbench: the authorize transaction (with its pin and the channel's record), 8 clients, ${seconds}s"
 psql_ <<'SQL'
 DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls,
   bench_pre_authorizations;
@@ -286,3 +300,5 @@ print(f"| {'authorize, 16 in flight, no sweep':<58} | {quiet['per_second']:>10,.
 ratio = busy['p99_ms'] / quiet['p99_ms'] if quiet['p99_ms'] else 0
 print(f"| {'authorize, 16 in flight, during the sweep':<58} | {busy['per_second']:>10,.0f} | {busy['p50_ms']:>7.1f} | {busy['p99_ms']:>7.1f} | {f'{ratio:.2f} x p99 without':<24} |")
 PY
+
+source "$root/Benchmarks/money-out.sh"

@@ -33,11 +33,12 @@ struct Percentiles: Encodable {
 }
 
 /// A `payment.create` command for `merchant` as an upstream system publishes it; the amounts
-/// (1,000-1,049) all succeed in the sandbox. Returns the command id and the message.
+/// (1,000-1,049) all succeed in the sandbox, each for its own order. Returns the command id and the message.
 func paymentCreate(index: Int, merchant: String) throws -> (String, AMQPMessage) {
-    let command = CloudEvent(id: MessageIds.newCommandId(), type: "payment.create", source: "/bench", time: nil,
+    let id = MessageIds.newCommandId()
+    let command = CloudEvent(id: id, type: "payment.create", source: "/bench", time: nil,
                              merchantId: merchant,
-                             data: PaymentRequest(orderNo: "bench-\(index)", amount: Int64(1_000 + (index % 50)),
+                             data: PaymentRequest(orderNo: "bench-\(id.prefix(13))-\(index)", amount: Int64(1_000 + (index % 50)),
                                                   currency: .USD, country: "US", payMethod: .card))
     let message = AMQPMessage(exchange: "payfleet.commands", routingKey: "payment.create",
                               body: Array(try CanonicalJSON.encode(command).utf8),

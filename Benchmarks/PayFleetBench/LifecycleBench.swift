@@ -93,7 +93,7 @@ struct Captures: AsyncParsableCommand {
         let tag = UUID().uuidString.prefix(8)
         let creates = try (0..<holds).map { index in
             try OutcomeTimer.message("preauth.create", merchant: merchant, key: "bench-hold-\(tag)-\(index)", data: PreAuthRequest(
-                payment: PaymentRequest(orderNo: "room-\(index)", amount: Int64(10_000 + (index % 50) * 100), currency: .USD, country: "US",
+                payment: PaymentRequest(orderNo: "room-\(tag)-\(index)", amount: Int64(10_000 + (index % 50) * 100), currency: .USD, country: "US",
                                         payMethod: .card)))
         }
         let held = try await timer.run(creates)
@@ -126,7 +126,7 @@ struct Pending: AsyncParsableCommand {
         let tag = UUID().uuidString.prefix(8)
         let messages = try (0..<payments).map { index in
             try OutcomeTimer.message("payment.create", merchant: merchant, key: "bench-pending-\(tag)-\(index)", data: PaymentRequest(
-                orderNo: "pending-\(index)", amount: Int64(1_052 + (index % 50) * 100), currency: .USD, country: "US", payMethod: .card))
+                orderNo: "pending-\(tag)-\(index)", amount: Int64(1_052 + (index % 50) * 100), currency: .USD, country: "US", payMethod: .card))
         }
         let result = try await timer.run(messages)
         struct Result: Encodable { let payments: Int; let pending: Int; let per_second: Double }

@@ -38,10 +38,15 @@ struct SettleCommand: AsyncParsableCommand {
     @OptionGroup var connections: ConnectionOptions
     @Option(help: "The UTC day, YYYY-MM-DD.") var date: String
     @Option(help: "Only this merchant (mch_...), whatever its auto-settlement setting.") var merchant: String?
+    @Option(help: "Sandbox mode only: the time the worker takes as now (RFC 3339), e.g. tomorrow to settle today's payments.") var now: String?
 
     func validate() throws {
         guard let day = UTCDay(date) else { throw ValidationError("--date must be YYYY-MM-DD") }
-        guard day < UTCDay(containing: Date()) else { throw ValidationError("--date must be a day that has ended (before today, UTC)") }
+        let clock = try now.map { text in
+            guard let time = Timestamp.parse(text) else { throw ValidationError("--now must be an RFC 3339 time such as 2026-12-03T00:10:00Z") }
+            return time
+        } ?? Date()
+        guard day < UTCDay(containing: clock) else { throw ValidationError("--date must be a day that has ended (before today, UTC)") }
         if let merchant, !(merchant.hasPrefix("mch_") && merchant.count <= 64) { throw ValidationError("--merchant must be a mch_... id") }
     }
 
@@ -50,9 +55,9 @@ struct SettleCommand: AsyncParsableCommand {
         let key = "settle:\(date):\(MessageIds.newCommandId())"
         if let merchant {
             try await publishCommand("settlement.merchant", merchantId: merchant, key: key,
-                                     data: SettlementMerchantRequest(merchantId: merchant, date: date), connections)
+                                     data: SettlementMerchantRequest(merchantId: merchant, date: date, now: now), connections)
         } else {
-            try await publishCommand("settlement.run", merchantId: nil, key: key, data: SettlementRunRequest(date: date), connections)
+            try await publishCommand("settlement.run", merchantId: nil, key: key, data: SettlementRunRequest(date: date, now: now), connections)
         }
     }
 }

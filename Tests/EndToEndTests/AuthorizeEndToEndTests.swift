@@ -54,7 +54,7 @@ extension EndToEnd {
         let apiKey = try #require(created.json["api_key"] as? String)
         #expect(merchant["tier"] as? String == "business")
 
-        let events = try await EventSubscriber(bindingKey: "m.\(merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchantId)
         let auth = ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json"]
         let payment: [String: Any] = ["order_no": "order-1001", "amount": 50_000, "currency": "USD", "country": "US", "pay_method": "card"]
 
@@ -114,6 +114,7 @@ extension EndToEnd {
 
         // Declined by the channel: 402 with the failed payment.
         var declined = payment
+        declined["order_no"] = "order-declined"   // order-1001 is paid: a new payment for it would be order_already_paid
         declined["amount"] = 5_051
         let refused = try await post(Self.json(declined), key: "declined")
         #expect(refused.status == 402)
@@ -122,6 +123,7 @@ extension EndToEnd {
 
         // Over the business tier's single limit (50,000.00 USD = 5,000,000 cents): 402 limit_exceeded.
         var big = payment
+        big["order_no"] = "order-big"
         big["amount"] = 5_000_001
         let tooBig = try await post(Self.json(big), key: "too-big")
         #expect(tooBig.status == 402)
@@ -156,7 +158,7 @@ extension EndToEnd {
         defer { worker.stop() }
         let pool = try TestEnvironment.postgres(size: 2)
         let merchant = try await Fixtures.merchant(pool).merchant
-        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchant.merchantId)
         let broker = try await TestEnvironment.amqp("upstream")
         let command = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 1_234, idempotencyKey: "order-42-attempt-1")
         let message = try Fixtures.message(command)
@@ -183,7 +185,7 @@ extension EndToEnd {
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()
         let merchant = try await Fixtures.unlimitedMerchant(pool)
-        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchant.merchantId)
         let broker = try await TestEnvironment.amqp("upstream")
         let commands = (0..<total).map {
             Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: Fixtures.settlingAmount(Int64(1_000 + $0 * 7)))
@@ -244,7 +246,7 @@ extension EndToEnd {
         let pool = try TestEnvironment.postgres(size: 1)
         let redis = try TestEnvironment.redis()
         let merchant = try await Fixtures.unlimitedMerchant(pool)
-        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchant.merchantId)
         let broker = try await TestEnvironment.amqp("upstream")
         let transient = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 7_053)
         let pending = Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: 7_052)
@@ -272,7 +274,7 @@ extension EndToEnd {
         // Room for exactly 100 payments of 1,000 today.
         let merchant = try await Fixtures.merchant(pool, overrides: LimitOverrides(singleLimit: 1_000, dailyLimit: 100_000,
                                                                                    monthlyLimit: 10_000_000)).merchant
-        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchant.merchantId)
         let workers = try await withThrowingTaskGroup(of: FleetProcess.self) { group in
             for _ in 0..<3 { group.addTask { try await Self.startWorker() } }
             return try await group.reduce(into: []) { $0.append($1) }

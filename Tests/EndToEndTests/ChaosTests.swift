@@ -18,7 +18,7 @@ struct ChaosTests {
         // Room for exactly 400 payments of 1,000 today.
         let merchant = try await Fixtures.merchant(pool, overrides: LimitOverrides(singleLimit: 1_000, dailyLimit: 400_000,
                                                                                    monthlyLimit: 100_000_000)).merchant
-        let events = try await EventSubscriber(bindingKey: "m.\(merchant.merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchant.merchantId)
         let workers = [try await EndToEnd.AuthorizeEndToEndTests.startWorker(), try await EndToEnd.AuthorizeEndToEndTests.startWorker()]
         defer { for worker in workers { worker.stop() } }
         let broker = try await TestEnvironment.amqp("upstream")

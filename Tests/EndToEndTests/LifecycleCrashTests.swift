@@ -49,7 +49,7 @@ extension EndToEnd {
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()
         let (merchantId, _) = try await fleet.merchant(tier: "premium")
-        let events = try await EventSubscriber(bindingKey: "m.\(merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchantId)
         let holds = (0..<250).map { index in
             Self.command("preauth.create", merchantId: merchantId, key: "hold-\(index)", data: PreAuthRequest(payment: PaymentRequest(
                 orderNo: "room-\(index)", amount: 10_000, currency: .USD, country: "US", payMethod: .card)))

@@ -17,7 +17,7 @@ extension EndToEnd {
         let fleet = try await LifecycleFleet.start(workers: ["authorize", "capture"])
         defer { Task { await fleet.stop() } }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "enterprise")
-        let events = try await EventSubscriber(bindingKey: "m.\(merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchantId)
 
         let held = try await fleet.preAuth(apiKey, amount: 100_000)
         #expect(held.status == 201, "\(held.text)")
@@ -123,7 +123,7 @@ extension EndToEnd {
         let fleet = try await LifecycleFleet.start(workers: ["authorize", "capture", "expire"])
         defer { Task { await fleet.stop() } }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "premium")
-        let events = try await EventSubscriber(bindingKey: "m.\(merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchantId)
         var holds: [String] = []
         for _ in 0..<6 { holds.append(try #require(try await fleet.preAuth(apiKey, amount: 4_000, expiresIn: 60).json["pre_auth_no"] as? String)) }
         // The captures run on the real clock (the holds are alive); the sweep's test clock says
@@ -211,7 +211,7 @@ extension EndToEnd {
         let fleet = try await LifecycleFleet.start(workers: ["authorize", "timeout"])
         defer { Task { await fleet.stop() } }
         let (merchantId, apiKey) = try await fleet.merchant(tier: "premium")
-        let events = try await EventSubscriber(bindingKey: "m.\(merchantId).#")
+        let events = try await EventSubscriber.outcomes(of: merchantId)
         let pending = try await fleet.pay(apiKey, amount: 8_052)
         let paymentNo = try #require(pending.json["payment_no"] as? String)
         #expect(try await fleet.usedToday(apiKey) == 8_052)

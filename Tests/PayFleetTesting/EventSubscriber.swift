@@ -26,12 +26,24 @@ public final class EventSubscriber: Sendable {
     private let received = Inbox()
     private let pump: Task<Void, Never>
 
-    public init(exchange: String = "payfleet.events", bindingKey: String) async throws {
+    public convenience init(exchange: String = "payfleet.events", bindingKey: String) async throws {
+        try await self.init(exchange: exchange, bindingKeys: [bindingKey])
+    }
+
+    /// A merchant's payment outcomes: its payment, pre-authorization, sweep and rejection events,
+    /// without the resources they move besides (`order.updated`).
+    public static func outcomes(of merchantId: String) async throws -> EventSubscriber {
+        try await EventSubscriber(bindingKeys: ["payment", "preauth", "command", "sweep"].map { "m.\(merchantId).\($0).#" })
+    }
+
+    public init(exchange: String = "payfleet.events", bindingKeys: [String]) async throws {
         connection = try await TestEnvironment.amqp("test subscriber", confirms: false, prefetch: 500)
         let declared = try await connection.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true,
                                                                              autoDelete: true, arguments: [:]))
         queue = declared.name
-        try await connection.bind(AMQPBinding(source: exchange, destination: queue, routingKey: bindingKey, arguments: [:]))
+        for bindingKey in bindingKeys {
+            try await connection.bind(AMQPBinding(source: exchange, destination: queue, routingKey: bindingKey, arguments: [:]))
+        }
         _ = try await connection.consume(ConsumeSpec(queue: queue, noAck: true, exclusive: true))
         let connection = self.connection, received = self.received
         pump = Task {
