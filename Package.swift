@@ -71,7 +71,8 @@ let package = Package(
         .target(name: "PaymentServices", dependencies: ["Fleet", "Store", "Payments", "Contract",
                                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "Workers", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract",
-                                                .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                                                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                                .product(name: "Metrics", package: "swift-metrics")]),
         .target(name: "Ingress", dependencies: [
             "Fleet", "PaymentServices", "Store", "Payments", "Contract",
             .product(name: "Hummingbird", package: "hummingbird"),

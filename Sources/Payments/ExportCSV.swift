@@ -70,7 +70,7 @@ public enum ExportCSV {
         return bytes
     }
 
-    public static func append(_ row: ExportRow, to bytes: inout [UInt8]) {
+    public static func append(_ row: borrowing ExportRow, to bytes: inout [UInt8]) {
         cell(row.paymentNo, to: &bytes)
         bytes.append(comma); cell(row.orderNo, freeText: true, to: &bytes)
         bytes.append(comma); cell(row.createdAt, to: &bytes)
@@ -93,9 +93,8 @@ public enum ExportCSV {
 
     /// One cell: guarded when `freeText` and it starts like a formula, quoted when it holds a quote,
     /// comma, CR or LF (quotes doubled).
-    public static func cell(_ text: String, freeText: Bool = false, to bytes: inout [UInt8]) {
-        var text = text
-        text.withUTF8 { utf8 in
+    public static func cell(_ text: borrowing String, freeText: Bool = false, to bytes: inout [UInt8]) {
+        text.utf8.withContiguousStorageIfAvailable { utf8 in
             let guarded = freeText && utf8.first.map(formulaStarts.contains) == true
             let quoted = utf8.contains { $0 == quote || $0 == comma || $0 == cr || $0 == lf }
             if quoted { bytes.append(quote) }
@@ -109,7 +108,7 @@ public enum ExportCSV {
                 bytes.append(contentsOf: utf8)
             }
             if quoted { bytes.append(quote) }
-        }
+        } ?? cell(String(decoding: Array(text.utf8), as: UTF8.self), freeText: freeText, to: &bytes)
     }
 
     /// One cell as text (tests, documentation).

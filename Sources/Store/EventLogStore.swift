@@ -13,7 +13,7 @@ public struct EventLogStore: Sendable {
         let rows = try await connection.query("""
             SELECT id, body FROM notifications
             WHERE merchant_id = $1 AND ($2::text IS NULL OR event_type = $2) AND ($3::timestamptz IS NULL OR created_at >= $3::timestamptz)
-              AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz) AND ($5::bigint IS NULL OR id > $5::bigint)
+              AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz) AND id > COALESCE($5::bigint, 0)
             ORDER BY id LIMIT $6
             """, [merchantId, type, since, until, after, limit + 1]).rows
         let page = rows.prefix(limit)

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Payments
 import Postgres
+import Synchronization
 
 /// Where an export's file lives, chunk by chunk. The worker writes through it and the ingress
 /// reads through it, so any ingress replica can serve a download, and a store outside PostgreSQL
@@ -102,7 +103,9 @@ public struct ExportStore: Sendable {
         return started
     }
 
-    /// The next rows of the task's file, after the last one written, at most `limit`.
+    /// The next rows of the task's file, after the last one written, at most `limit`. The keyset
+    /// bound is written so that a prepared statement's generic plan still starts the index scan
+    /// there (an `IS NULL OR` would make every chunk scan from the first row).
     public func rows(after stored: StoredExport, limit: Int, on connection: PostgresConnection) async throws
         -> (rows: [ExportRow], lastCreatedAt: String?, lastPaymentNo: String?) {
         let range = Self.range(stored.task)
@@ -110,13 +113,14 @@ public struct ExportStore: Sendable {
             SELECT payment_no, order_no, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created,
                 to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated, status, currency, amount,
                 refunded_amount, channel_fee, channel, pay_method, country, pre_auth_no, subject, failure_code, failure_message,
-                metadata::text, created_at::text AS created_at
+                metadata::text, created_at::text AS keyset_at
             FROM payments
             WHERE merchant_id = $1 AND created_at >= $2::timestamptz AND created_at < $3::timestamptz
-              AND ($4::timestamptz IS NULL OR (created_at, payment_no) > ($4::timestamptz, $5::text))
+              AND (created_at, payment_no) > (COALESCE($4::timestamptz, '-infinity'), COALESCE($5::text, ''))
             ORDER BY created_at, payment_no LIMIT $6
             """, [stored.task.merchantId, range.start, range.end, stored.lastCreatedAt, stored.lastPaymentNo, limit])
-        // By position: a chunk is thousands of rows.
+        // By position: a chunk is thousands of rows. (No output column may be named like a column
+        // of ORDER BY: `ORDER BY created_at` would sort by that output column, the whole range.)
         let rows = try result.rows.map { row -> ExportRow in
             guard let currency = row[5].flatMap(Currency.init(rawValue:)), let amount = row[6].flatMap({ Int64($0) }),
                   let refunded = row[7].flatMap({ Int64($0) }), let fee = row[8].flatMap({ Int64($0) }) else {
@@ -162,8 +166,10 @@ public struct ExportStore: Sendable {
                   Timestamp.parse(task.updatedAt)])
     }
 
-    /// The SHA-256 of the task's file, read chunk by chunk.
-    public func digest(of stored: StoredExport, storage: any ExportStorage) async throws -> String {
+    /// The SHA-256 of the task's file: as this process hashed it while writing, when it wrote every
+    /// chunk; else read back chunk by chunk.
+    public func digest(of stored: StoredExport, storage: any ExportStorage, digests: ExportDigests) async throws -> String {
+        if let digest = digests.take(taskId: stored.task.taskId, chunks: stored.nextSeq) { return digest }
         var hash = SHA256()
         for seq in 0..<stored.nextSeq { hash.update(data: try await storage.read(taskId: stored.task.taskId, seq: seq)) }
         return hash.finalize().map { String(format: "%02x", $0) }.joined()
@@ -199,5 +205,45 @@ public struct ExportStore: Sendable {
                               createdAt: Timestamp.format(try row.date("created_at")), updatedAt: Timestamp.format(try row.date("updated_at")))
         return StoredExport(task: task, nextSeq: try row.int("next_seq"), bytes: bytes, lastCreatedAt: try row.optionalString("last_created_at"),
                             lastPaymentNo: try row.optionalString("last_payment_no"))
+    }
+}
+
+/// The SHA-256 of the export files this process is writing, fed with each chunk once it committed,
+/// so a file written start to end here needs no second read. A chunk out of turn (another process
+/// wrote some, or this one restarted) drops the entry, and the digest is then read back instead.
+public final class ExportDigests: Sendable {
+    // Not Sendable (SHA256 is not): it never leaves the mutex.
+    private struct Running {
+        var next: Int
+        var hash: SHA256
+    }
+
+    private let running = Mutex<[String: Running]>([:])
+
+    public init() {}
+
+    /// Chunk `seq` of the task's file committed with these bytes.
+    public func committed(taskId: String, seq: Int, data: [UInt8]) {
+        running.withLock { running in
+            var entry = seq == 0 ? Running(next: 0, hash: SHA256()) : running[taskId]
+            guard entry?.next == seq else {
+                running[taskId] = nil
+                return
+            }
+            entry?.hash.update(data: data)
+            entry?.next += 1
+            // Entries of exports finished elsewhere are never taken: keep the map small.
+            if running.count >= 1_000 { running.removeAll() }
+            running[taskId] = entry
+        }
+    }
+
+    /// The file's digest if this process hashed all of its `chunks`; forgets the task either way.
+    public func take(taskId: String, chunks: Int) -> String? {
+        running.withLock { running in
+            defer { running[taskId] = nil }
+            guard let entry = running[taskId], entry.next == chunks else { return nil }
+            return entry.hash.finalize().map { String(format: "%02x", $0) }.joined()
+        }
     }
 }

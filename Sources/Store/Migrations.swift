@@ -428,6 +428,8 @@ public enum Migrations {
             data    text NOT NULL,
             PRIMARY KEY (task_id, seq)
         );
+        -- Chunks are written once, read once or twice and dropped within a day: not compressed.
+        ALTER TABLE export_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
         """),
     ]
 

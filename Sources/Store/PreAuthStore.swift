@@ -128,7 +128,7 @@ public struct PreAuthStore: Sendable {
         let rows = try await connection.query("""
             SELECT \(Self.columns) FROM pre_authorizations
             WHERE merchant_id = $1 AND ($2::text IS NULL OR status = $2)
-              AND ($3::timestamptz IS NULL OR (created_at, pre_auth_no) < ($3::timestamptz, $4::text))
+              AND (created_at, pre_auth_no) < (COALESCE($3::timestamptz, 'infinity'), COALESCE($4::text, ''))
             ORDER BY created_at DESC, pre_auth_no DESC LIMIT $5
             """, [merchantId, status?.rawValue, position?.createdAt, position?.preAuthNo, limit + 1]).rows.map(Self.stored(from:))
         let page = Array(rows.prefix(limit))

@@ -21,7 +21,7 @@ public struct SettlementStore: Sendable {
     /// Merchants with auto-settlement on, by id after `after`, at most `limit`.
     public func autoSettled(after: String?, limit: Int, on connection: PostgresConnection) async throws -> [String] {
         try await connection.query("""
-            SELECT merchant_id FROM merchants WHERE auto_settlement AND ($1::text IS NULL OR merchant_id > $1)
+            SELECT merchant_id FROM merchants WHERE auto_settlement AND merchant_id > COALESCE($1::text, '')
             ORDER BY merchant_id LIMIT $2
             """, [after, limit]).rows.map { try $0.string("merchant_id") }
     }
@@ -96,9 +96,9 @@ public struct SettlementStore: Sendable {
         }
         let rows = try await connection.query("""
             SELECT \(Self.columns) FROM settlements
-            WHERE merchant_id = $1 AND ($2::date IS NULL OR day >= $2::date) AND ($3::date IS NULL OR day <= $3::date)
+            WHERE merchant_id = $1 AND day >= COALESCE($2::date, '-infinity') AND day <= COALESCE($3::date, 'infinity')
               AND ($4::text IS NULL OR currency = $4)
-              AND ($5::date IS NULL OR (day, settlement_id) < ($5::date, $6::text))
+              AND (day, settlement_id) < (COALESCE($5::date, 'infinity'), COALESCE($6::text, ''))
             ORDER BY day DESC, settlement_id DESC LIMIT $7
             """, [merchantId, from?.description, to?.description, currency, after?.day, after?.id, limit + 1]).rows
         let items = try rows.prefix(limit).map(Self.settlement(from:))

@@ -1,6 +1,8 @@
 import Contract
 import Fleet
 import Foundation
+import Logging
+import Metrics
 import Payments
 import Postgres
 import Store
@@ -19,6 +21,7 @@ public struct ArchiveHandler: CommandHandler {
     let pool: PostgresPool
     let clock: WallClock
     let options: ArchiveOptions
+    let logger: Logger
     let store = ArchiveStore()
 
     public func parse(_ data: JSONValue) -> Result<ArchiveRequest, ValidationFailure> { ArchiveRequest.parse(data) }
@@ -40,12 +43,15 @@ public struct ArchiveHandler: CommandHandler {
         while let table = remaining.first, ContinuousClock.now < deadline {
             let cutoff = clock.now.addingTimeInterval(-TimeInterval(table.keepDays) * 86_400)
             let moved = try await store.moveBatch(table, olderThan: cutoff, run: run, pool: pool)
+            Counter(label: "payfleet_archive_rows_total", dimensions: [("table", table.name)]).increment(by: moved)
             if moved < table.batch { remaining.removeFirst() }
             if moved > 0 { try await Task.sleep(for: .milliseconds(options.pauseMilliseconds)) }
         }
         var moved = try await store.moved(run: run, on: tx)
         for table in tables where moved[table.name] == nil { moved[table.name] = 0 }
         let finished = remaining.isEmpty
+        logger.info(finished ? "archive run completed" : "archive run continues in a follow-up",
+                    metadata: ["run": "\(run)", "moved": "\(moved.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))"])
         let report = Report(runId: run, moved: moved, finished: finished)
         let event = Event(type: finished ? "archive.completed" : "archive.progress", merchantId: nil, resourceKey: "archive:\(run)", data: report)
         guard finished else {

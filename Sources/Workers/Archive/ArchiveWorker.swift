@@ -62,7 +62,7 @@ public struct ArchiveWorker: WorkerSetup {
 
     public func assemble(_ environment: WorkerEnvironment) async throws -> WorkerAssembly {
         var assembly = WorkerAssembly()
-        assembly.handle(ArchiveHandler(pool: environment.postgres, clock: environment.clock, options: options))
+        assembly.handle(ArchiveHandler(pool: environment.postgres, clock: environment.clock, options: options, logger: environment.logger))
         return assembly
     }
 }

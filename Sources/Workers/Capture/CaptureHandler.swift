@@ -99,10 +99,11 @@ public struct CaptureHandler: CommandHandler {
         let record = StoredPayment(payment: payment, amountBase: captureBase, limitKey: stored.limitKey, countedAt: stored.countedAt,
                                    channelRef: reference, customer: stored.customer, createdAt: now)
         effects.insert(try payments.insert(record, commandId: command.id), at: 0)
-        // Each capture is a payment of the pre-authorization's order, and pays it.
-        let order = try await orders.update(of: payment, at: now, on: tx) {
-            $0.attempt(paymentNo, amount: capture.amount, currency: before.currency)
-            $0.paid(capture.amount)
+        // Each capture is a payment of the pre-authorization's order, and pays it; the order keeps
+        // its amount (the one held), whatever the captures add up to.
+        let order = try await orders.update(of: payment, at: now, on: tx) { order in
+            order.attempt(paymentNo, amount: order.amount, currency: order.currency)
+            order.paid(capture.amount)
         }
         return .done([Event(type: PaymentStatus.succeeded.eventType, merchantId: before.merchantId, resourceKey: "payment:\(paymentNo)",
                             data: payment),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Fleet
+import Postgres
 import Store
 
 /// Settings of `payfleet-export`.
@@ -35,8 +36,10 @@ public struct ExportWorker: WorkerSetup {
     public func assemble(_ environment: WorkerEnvironment) async throws -> WorkerAssembly {
         let storage = PostgresExportStorage(pool: environment.postgres)
         var assembly = WorkerAssembly()
-        assembly.handle(ExportHandler(pool: environment.postgres, clock: environment.clock, options: options, storage: storage,
-                                      logger: environment.logger))
+        let reads = PostgresPool(configuration: try PostgresConfiguration(url: environment.options.connections.databaseURL),
+                                 size: min(environment.options.concurrency, 4), logger: environment.logger)
+        assembly.handle(ExportHandler(pool: environment.postgres, reads: reads, clock: environment.clock, options: options, storage: storage,
+                                      digests: ExportDigests(), logger: environment.logger))
         assembly.handle(ExportCleanupHandler(clock: environment.clock, options: options, storage: storage))
         return assembly
     }

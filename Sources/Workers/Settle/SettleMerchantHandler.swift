@@ -1,6 +1,7 @@
 import Contract
 import Fleet
 import Foundation
+import Metrics
 import Payments
 import Postgres
 import Store
@@ -70,6 +71,7 @@ public struct SettleMerchantHandler: CommandHandler {
                                         createdAt: Timestamp.format(clock.now))
             try await settlements.create(settlement, day: day, counted: totals, on: tx)
             created.append(settlement)
+            Counter(label: "payfleet_settlements_total", dimensions: [("currency", settlement.currency)]).increment()
         }
         let outcome = Event(type: "settlement.merchant.completed", merchantId: merchant.merchantId,
                             resourceKey: "settlement:\(merchant.merchantId):\(day)",
