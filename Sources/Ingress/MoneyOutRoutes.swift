@@ -210,7 +210,7 @@ extension IngressApp {
         let stored = try await exportTask(taskId, of: merchant.merchantId)
         switch stored.task.status {
         case .completed: break
-        case .expired: throw Problem(.gone, "export_expired", "export \(taskId) expired; exports are kept \(24) hours after they complete")
+        case .expired: throw Problem(.gone, "export_expired", "export \(taskId) expired and its file was removed; request a new export")
         case .failed: throw Problem(.conflict, "export_failed", "export \(taskId) failed: \(stored.task.failureMessage ?? "")")
         case .pending, .processing:
             throw Problem(.conflict, "export_not_ready", "export \(taskId) is \(stored.task.status.rawValue) (\(stored.task.progress)%); try again later")

@@ -1,5 +1,49 @@
-/// One payment as a row of the export file.
-public struct ExportRow: Sendable, Equatable {
+/// A column of the payment export, in file order.
+public enum ExportColumn: Int, CaseIterable, Sendable {
+    case paymentNo, orderNo, createdAt, updatedAt, status, currency, amount, refundedAmount, channelFee, channel, payMethod,
+         country, preAuthNo, subject, failureCode, failureMessage, metadata
+
+    /// The header's name.
+    public var name: String {
+        switch self {
+        case .paymentNo: "payment_no"
+        case .orderNo: "order_no"
+        case .createdAt: "created_at"
+        case .updatedAt: "updated_at"
+        case .status: "status"
+        case .currency: "currency"
+        case .amount: "amount"
+        case .refundedAmount: "refunded_amount"
+        case .channelFee: "channel_fee"
+        case .channel: "channel"
+        case .payMethod: "pay_method"
+        case .country: "country"
+        case .preAuthNo: "pre_auth_no"
+        case .subject: "subject"
+        case .failureCode: "failure_code"
+        case .failureMessage: "failure_message"
+        case .metadata: "metadata"
+        }
+    }
+
+    /// Text a merchant or its customer chose: guarded against spreadsheet formulas.
+    public var isFreeText: Bool { self == .orderNo || self == .subject || self == .failureMessage || self == .metadata }
+
+    /// Integer minor units, written as decimals by the currency's exponent.
+    public var isAmount: Bool { self == .amount || self == .refundedAmount || self == .channelFee }
+}
+
+/// One payment's cells for the export: UTF-8 text per column (nil: empty), amounts as integer
+/// minor units, and the currency that scales them. The store's rows give their bytes as read,
+/// without a `String` per cell; `ExportRow` gives them from values.
+public protocol ExportCells {
+    var currency: Currency { get }
+    func text(_ column: ExportColumn) -> ArraySlice<UInt8>?
+    func minorUnits(_ column: ExportColumn) -> Int64
+}
+
+/// One payment as a row of the export file, from values.
+public struct ExportRow: Sendable, Equatable, ExportCells {
     public var paymentNo: String
     public var orderNo: String
     /// ISO 8601 UTC, as written.
@@ -41,6 +85,36 @@ public struct ExportRow: Sendable, Equatable {
         self.failureMessage = failureMessage
         self.metadata = metadata
     }
+
+    public func text(_ column: ExportColumn) -> ArraySlice<UInt8>? {
+        let value: String? = switch column {
+        case .paymentNo: paymentNo
+        case .orderNo: orderNo
+        case .createdAt: createdAt
+        case .updatedAt: updatedAt
+        case .status: status
+        case .currency: currency.rawValue
+        case .channel: channel
+        case .payMethod: payMethod
+        case .country: country
+        case .preAuthNo: preAuthNo
+        case .subject: subject
+        case .failureCode: failureCode
+        case .failureMessage: failureMessage
+        case .metadata: metadata
+        case .amount, .refundedAmount, .channelFee: nil
+        }
+        return value.map { Array($0.utf8)[...] }
+    }
+
+    public func minorUnits(_ column: ExportColumn) -> Int64 {
+        switch column {
+        case .amount: amount
+        case .refundedAmount: refundedAmount
+        case .channelFee: channelFee
+        default: 0
+        }
+    }
 }
 
 /// The payment export's file format (RULES "Export"), Excel-compatible: UTF-8 with a BOM, CRLF
@@ -51,11 +125,7 @@ public struct ExportRow: Sendable, Equatable {
 /// built without a string per cell.
 public enum ExportCSV {
     /// The fixed column list (README "Payment export").
-    public static let columns = [
-        "payment_no", "order_no", "created_at", "updated_at", "status", "currency", "amount", "refunded_amount",
-        "channel_fee", "channel", "pay_method", "country", "pre_auth_no", "subject", "failure_code", "failure_message",
-        "metadata",
-    ]
+    public static let columns = ExportColumn.allCases.map(\.name)
 
     public static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
@@ -70,56 +140,88 @@ public enum ExportCSV {
         return bytes
     }
 
-    public static func append(_ row: borrowing ExportRow, to bytes: inout [UInt8]) {
-        cell(row.paymentNo, to: &bytes)
-        bytes.append(comma); cell(row.orderNo, freeText: true, to: &bytes)
-        bytes.append(comma); cell(row.createdAt, to: &bytes)
-        bytes.append(comma); cell(row.updatedAt, to: &bytes)
-        bytes.append(comma); cell(row.status, to: &bytes)
-        bytes.append(comma); bytes.append(contentsOf: row.currency.rawValue.utf8)
-        bytes.append(comma); bytes.append(contentsOf: row.currency.format(row.amount).utf8)
-        bytes.append(comma); bytes.append(contentsOf: row.currency.format(row.refundedAmount).utf8)
-        bytes.append(comma); bytes.append(contentsOf: row.currency.format(row.channelFee).utf8)
-        bytes.append(comma); cell(row.channel ?? "", to: &bytes)
-        bytes.append(comma); cell(row.payMethod, to: &bytes)
-        bytes.append(comma); cell(row.country, to: &bytes)
-        bytes.append(comma); cell(row.preAuthNo ?? "", to: &bytes)
-        bytes.append(comma); cell(row.subject ?? "", freeText: true, to: &bytes)
-        bytes.append(comma); cell(row.failureCode ?? "", to: &bytes)
-        bytes.append(comma); cell(row.failureMessage ?? "", freeText: true, to: &bytes)
-        bytes.append(comma); cell(row.metadata, freeText: true, to: &bytes)
+    public static func append(_ row: some ExportCells, to bytes: inout [UInt8]) {
+        for column in ExportColumn.allCases {
+            if column.rawValue > 0 { bytes.append(comma) }
+            if column.isAmount {
+                decimal(row.minorUnits(column), exponent: row.currency.exponent, to: &bytes)
+            } else if let text = row.text(column) {
+                cell(text, freeText: column.isFreeText, to: &bytes)
+            }
+        }
         bytes.append(contentsOf: crlf)
     }
 
     /// One cell: guarded when `freeText` and it starts like a formula, quoted when it holds a quote,
     /// comma, CR or LF (quotes doubled).
-    public static func cell(_ text: borrowing String, freeText: Bool = false, to bytes: inout [UInt8]) {
-        text.utf8.withContiguousStorageIfAvailable { utf8 in
-            let guarded = freeText && utf8.first.map(formulaStarts.contains) == true
-            let quoted = utf8.contains { $0 == quote || $0 == comma || $0 == cr || $0 == lf }
+    public static func cell(_ text: ArraySlice<UInt8>, freeText: Bool = false, to bytes: inout [UInt8]) {
+        text.withUnsafeBufferPointer { text in
+            let guarded = freeText && text.first.map(startsFormula) == true
+            var quoted = false
+            for byte in text where byte == quote || byte == comma || byte == cr || byte == lf {
+                quoted = true
+                break
+            }
+            guard quoted || guarded else {
+                bytes.append(contentsOf: text)
+                return
+            }
             if quoted { bytes.append(quote) }
             if guarded { bytes.append(apostrophe) }
             if quoted {
-                for byte in utf8 {
+                for byte in text {
                     if byte == quote { bytes.append(quote) }
                     bytes.append(byte)
                 }
             } else {
-                bytes.append(contentsOf: utf8)
+                bytes.append(contentsOf: text)
             }
             if quoted { bytes.append(quote) }
-        } ?? cell(String(decoding: Array(text.utf8), as: UTF8.self), freeText: freeText, to: &bytes)
+        }
+    }
+
+    /// `=`, `+`, `-`, `@`, tab or CR: what a spreadsheet would run as a formula.
+    static func startsFormula(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "@"), 9, 13: true
+        default: false
+        }
     }
 
     /// One cell as text (tests, documentation).
     public static func cell(_ text: String, freeText: Bool = false) -> String {
         var bytes: [UInt8] = []
-        cell(text, freeText: freeText, to: &bytes)
+        cell(Array(text.utf8)[...], freeText: freeText, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Minor units as a decimal by `exponent` (`12345`, 2 -> `123.45`; JPY: no point), as bytes.
+    public static func decimal(_ minorUnits: Int64, exponent: Int, to bytes: inout [UInt8]) {
+        var magnitude = minorUnits.magnitude
+        if minorUnits < 0 { bytes.append(UInt8(ascii: "-")) }
+        // Digits, least significant first, at least one more than the exponent ("0.05").
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { digits in
+            var count = 0
+            repeat {
+                digits[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0 || count <= exponent
+            for position in stride(from: count - 1, through: 0, by: -1) {
+                bytes.append(digits[position])
+                if position == exponent, exponent > 0 { bytes.append(UInt8(ascii: ".")) }
+            }
+        }
+    }
+
+    /// A decimal as text (tests).
+    public static func decimal(_ minorUnits: Int64, currency: Currency) -> String {
+        var bytes: [UInt8] = []
+        decimal(minorUnits, exponent: currency.exponent, to: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     static let comma = UInt8(ascii: ","), quote = UInt8(ascii: "\""), cr: UInt8 = 13, lf: UInt8 = 10
     static let apostrophe = UInt8(ascii: "'")
     static let crlf: [UInt8] = [13, 10]
-    static let formulaStarts: Set<UInt8> = [UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "@"), 9, 13]
 }

@@ -141,6 +141,13 @@ public struct SettlementFigures: Sendable, Equatable {
     public let fee: Int64
     public let net: Int64
 
+    /// Figures as stored.
+    public init(gross: Int64, fee: Int64, net: Int64) {
+        self.gross = gross
+        self.fee = fee
+        self.net = net
+    }
+
     /// Nil when an amount would overflow.
     public init?(payments: Int64, refunds: Int64, feeBasisPoints: Int64) {
         let (gross, overflow) = payments.subtractingReportingOverflow(refunds)

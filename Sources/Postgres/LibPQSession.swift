@@ -103,16 +103,25 @@ final class LibPQSession {
 
     /// Prepares `sql` once per connection (cached by text), then executes it with text parameters.
     func query(_ sql: String, _ parameters: [String?], lease: UInt64) throws -> PostgresResult {
+        try query(sql, parameters, lease: lease, read: Self.read)
+    }
+
+    /// As `query`, with the rows packed into one byte buffer (`PostgresPackedResult`).
+    func queryPacked(_ sql: String, _ parameters: [String?], lease: UInt64) throws -> PostgresPackedResult {
+        try query(sql, parameters, lease: lease, read: Self.readPacked)
+    }
+
+    private func query<T>(_ sql: String, _ parameters: [String?], lease: UInt64, read: (OpaquePointer) -> T) throws -> T {
         let connection = try beginCall(lease: lease)
         do {
-            return try executePrepared(connection, sql, parameters)
+            return try executePrepared(connection, sql, parameters, read: read)
         } catch let error as PostgresError where Self.isStalePreparedStatement(error) {
             // The server no longer has the statement (someone ran DEALLOCATE / DISCARD on this
             // session) or its result columns changed under it (ALTER TABLE on `SELECT *`).
             // Prepare it afresh next time; right now too if no transaction was aborted by it.
             statements[sql] = nil
             guard PQtransactionStatus(connection) == PQTRANS_IDLE else { throw error }
-            return try executePrepared(connection, sql, parameters)
+            return try executePrepared(connection, sql, parameters, read: read)
         }
     }
 
@@ -133,14 +142,15 @@ final class LibPQSession {
         return String(cString: PQcmdStatus(result))
     }
 
-    private func executePrepared(_ connection: OpaquePointer, _ sql: String, _ parameters: [String?]) throws -> PostgresResult {
+    private func executePrepared<T>(_ connection: OpaquePointer, _ sql: String, _ parameters: [String?],
+                                    read: (OpaquePointer) -> T) throws -> T {
         let name = try prepared(connection, sql)
         let result = withCStrings(parameters) { values in
             PQexecPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
         }
         defer { if let result { PQclear(result) } }
         try check(result, connection)
-        return Self.read(result!)
+        return read(result!)
     }
 
     private func prepared(_ connection: OpaquePointer, _ sql: String) throws -> String {
@@ -207,6 +217,35 @@ final class LibPQSession {
         }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresResult(rows: rows, affectedRows: affected)
+    }
+
+    /// Every cell's bytes back to back in one buffer, with their bounds: no allocation per cell.
+    private static func readPacked(_ result: OpaquePointer) -> PostgresPackedResult {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        var total = 0
+        for row in 0..<Int32(rowCount) {
+            for column in 0..<Int32(columnCount) { total += Int(PQgetlength(result, row, column)) }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(total)
+        var bounds: [Int32] = []
+        bounds.reserveCapacity(rowCount * columnCount * 2)
+        for row in 0..<Int32(rowCount) {
+            for column in 0..<Int32(columnCount) {
+                guard PQgetisnull(result, row, column) == 0 else {
+                    bounds.append(-1)
+                    bounds.append(-1)
+                    continue
+                }
+                let length = Int(PQgetlength(result, row, column))
+                let value = UnsafeRawPointer(PQgetvalue(result, row, column)!).assumingMemoryBound(to: UInt8.self)
+                bounds.append(Int32(bytes.count))
+                bytes.append(contentsOf: UnsafeBufferPointer(start: value, count: length))
+                bounds.append(Int32(bytes.count))
+            }
+        }
+        return PostgresPackedResult(rowCount: rowCount, columnCount: columnCount, bytes: bytes, bounds: bounds)
     }
 
     private static func connectionMessage(_ connection: OpaquePointer) -> String {

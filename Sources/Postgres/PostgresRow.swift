@@ -13,6 +13,35 @@ public struct PostgresResult: Sendable {
     }
 }
 
+/// A result's rows with every cell's text (as PostgreSQL printed it, UTF-8) packed into one byte
+/// buffer: one allocation for the whole result instead of a `String` per cell.
+public struct PostgresPackedResult: Sendable {
+    public let rowCount: Int
+    public let columnCount: Int
+    let bytes: [UInt8]
+    /// Two per cell, row by row: where its bytes start and end (-1, -1 for NULL).
+    let bounds: [Int32]
+
+    init(rowCount: Int, columnCount: Int, bytes: [UInt8], bounds: [Int32]) {
+        self.rowCount = rowCount
+        self.columnCount = columnCount
+        self.bytes = bytes
+        self.bounds = bounds
+    }
+
+    /// The cell's bytes, or nil for NULL.
+    public func cell(_ row: Int, _ column: Int) -> ArraySlice<UInt8>? {
+        let index = (row * columnCount + column) * 2
+        let start = Int(bounds[index])
+        return start < 0 ? nil : bytes[start..<Int(bounds[index + 1])]
+    }
+
+    /// The cell as text, or nil for NULL.
+    public func string(_ row: Int, _ column: Int) -> String? {
+        cell(row, column).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
 /// One row, as the text PostgreSQL printed for each column (nil for NULL).
 ///
 /// The typed accessors throw `PostgresError` (`column` set) when the column is missing, NULL

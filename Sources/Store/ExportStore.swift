@@ -44,6 +44,46 @@ public struct PostgresExportStorage: ExportStorage {
     }
 }
 
+/// A page of an export's rows as read: one packed buffer, each row viewed in place.
+public struct ExportPage: Sendable {
+    let result: PostgresPackedResult
+    static let keysetColumn = ExportColumn.allCases.count
+
+    public var count: Int { result.rowCount }
+    public var isEmpty: Bool { count == 0 }
+
+    /// Row `index`; throws if its currency is not one PayFleet knows (a corrupt row).
+    public func row(_ index: Int) throws -> ExportPageRow {
+        guard let code = result.string(index, ExportColumn.currency.rawValue), let currency = Currency(rawValue: code) else {
+            throw StoreError.corrupt("payment \(result.string(index, 0) ?? "?") cannot be exported: its currency")
+        }
+        return ExportPageRow(result: result, index: index, currency: currency)
+    }
+
+    /// Where the page ends: its last row's creation time (PostgreSQL's text) and number.
+    public var lastCreatedAt: String? { isEmpty ? nil : result.string(count - 1, Self.keysetColumn) }
+    public var lastPaymentNo: String? { isEmpty ? nil : result.string(count - 1, ExportColumn.paymentNo.rawValue) }
+}
+
+/// One row of an `ExportPage`, its cells' bytes as PostgreSQL sent them.
+public struct ExportPageRow: ExportCells {
+    let result: PostgresPackedResult
+    let index: Int
+    public let currency: Currency
+
+    public func text(_ column: ExportColumn) -> ArraySlice<UInt8>? { result.cell(index, column.rawValue) }
+
+    /// An integer column's value (PostgreSQL prints bigints as ASCII digits, maybe with a `-`).
+    public func minorUnits(_ column: ExportColumn) -> Int64 {
+        guard let digits = result.cell(index, column.rawValue) else { return 0 }
+        var value: Int64 = 0, negative = false
+        for byte in digits {
+            if byte == UInt8(ascii: "-") { negative = true } else { value = value &* 10 &+ Int64(byte &- UInt8(ascii: "0")) }
+        }
+        return negative ? -value : value
+    }
+}
+
 /// An export task as the worker sees it: the resource, and where its file stands.
 public struct StoredExport: Sendable {
     public var task: ExportTask
@@ -106,10 +146,12 @@ public struct ExportStore: Sendable {
     /// The next rows of the task's file, after the last one written, at most `limit`. The keyset
     /// bound is written so that a prepared statement's generic plan still starts the index scan
     /// there (an `IS NULL OR` would make every chunk scan from the first row).
-    public func rows(after stored: StoredExport, limit: Int, on connection: PostgresConnection) async throws
-        -> (rows: [ExportRow], lastCreatedAt: String?, lastPaymentNo: String?) {
+    public func rows(after stored: StoredExport, limit: Int, on connection: PostgresConnection) async throws -> ExportPage {
         let range = Self.range(stored.task)
-        let result = try await connection.query("""
+        // The columns in `ExportColumn` order, then the keyset position; packed, with no `String`
+        // per cell: a chunk is thousands of rows. (No output column may be named like a column of
+        // ORDER BY: `ORDER BY created_at` would sort by that output column, the whole range.)
+        let result = try await connection.queryPacked("""
             SELECT payment_no, order_no, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created,
                 to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated, status, currency, amount,
                 refunded_amount, channel_fee, channel, pay_method, country, pre_auth_no, subject, failure_code, failure_message,
@@ -119,20 +161,7 @@ public struct ExportStore: Sendable {
               AND (created_at, payment_no) > (COALESCE($4::timestamptz, '-infinity'), COALESCE($5::text, ''))
             ORDER BY created_at, payment_no LIMIT $6
             """, [stored.task.merchantId, range.start, range.end, stored.lastCreatedAt, stored.lastPaymentNo, limit])
-        // By position: a chunk is thousands of rows. (No output column may be named like a column
-        // of ORDER BY: `ORDER BY created_at` would sort by that output column, the whole range.)
-        let rows = try result.rows.map { row -> ExportRow in
-            guard let currency = row[5].flatMap(Currency.init(rawValue:)), let amount = row[6].flatMap({ Int64($0) }),
-                  let refunded = row[7].flatMap({ Int64($0) }), let fee = row[8].flatMap({ Int64($0) }) else {
-                throw StoreError.corrupt("payment \(row[0] ?? "?") cannot be exported")
-            }
-            return ExportRow(paymentNo: row[0] ?? "", orderNo: row[1] ?? "", createdAt: row[2] ?? "", updatedAt: row[3] ?? "",
-                             status: row[4] ?? "", currency: currency, amount: amount, refundedAmount: refunded, channelFee: fee,
-                             channel: row[9], payMethod: row[10] ?? "", country: row[11] ?? "", preAuthNo: row[12], subject: row[13],
-                             failureCode: row[14], failureMessage: row[15], metadata: row[16] ?? "{}")
-        }
-        let last = result.rows.last
-        return (rows, last?[17], last?[0])
+        return ExportPage(result: result)
     }
 
     /// Records a written chunk: the task moves on only from where it stood (`expectedSeq`).

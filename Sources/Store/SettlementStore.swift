@@ -149,17 +149,11 @@ public struct SettlementStore: Sendable {
         """
 
     static func settlement(from row: PostgresRow) throws -> Settlement {
-        guard let figures = SettlementFigures(payments: try row.int64("gross"), refunds: 0, feeBasisPoints: try row.int64("fee_bps")) else {
-            throw StoreError.corrupt("settlement \(try row.string("settlement_id"))")
-        }
-        var settlement = Settlement(settlementId: try row.string("settlement_id"), merchantId: try row.string("merchant_id"),
-                                    currency: try row.string("currency"), date: try row.string("day"), figures: figures,
-                                    feeBps: try row.int64("fee_bps"), payoutDate: try row.string("payout_date"),
-                                    paymentCount: try row.int("payment_count"), refundCount: try row.int("refund_count"),
-                                    createdAt: Timestamp.format(try row.date("created_at")))
-        // As stored, not recomputed.
-        settlement.fee = try row.int64("fee")
-        settlement.net = try row.int64("net")
-        return settlement
+        Settlement(settlementId: try row.string("settlement_id"), merchantId: try row.string("merchant_id"),
+                   currency: try row.string("currency"), date: try row.string("day"),
+                   figures: SettlementFigures(gross: try row.int64("gross"), fee: try row.int64("fee"), net: try row.int64("net")),
+                   feeBps: try row.int64("fee_bps"), payoutDate: try row.string("payout_date"),
+                   paymentCount: try row.int("payment_count"), refundCount: try row.int("refund_count"),
+                   createdAt: Timestamp.format(try row.date("created_at")))
     }
 }

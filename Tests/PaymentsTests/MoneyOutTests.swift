@@ -113,6 +113,7 @@ import Testing
     ])
     func decimals(currency: Currency, minorUnits: Int64, text: String) {
         #expect(currency.format(minorUnits) == text)
+        #expect(ExportCSV.decimal(minorUnits, currency: currency) == text, "the export's own writer")
     }
 
     @Test func aRowHasEveryColumnCRLFAndAmountsAsDecimals() {

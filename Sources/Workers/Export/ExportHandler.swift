@@ -92,7 +92,7 @@ public struct ExportHandler: CommandHandler {
 
     /// Rows of the file after a position (a read, outside any transaction, on the read pool).
     struct Page: Sendable {
-        let rows: [ExportRow]
+        let rows: ExportPage
         /// The position after its last row (its start when empty).
         let end: StoredExport
     }
@@ -100,11 +100,11 @@ public struct ExportHandler: CommandHandler {
     func fetch(after position: StoredExport) async throws -> Page {
         let read = try await reads.withConnection { try await exports.rows(after: position, limit: options.chunkRows, on: $0) }
         var end = position
-        if !read.rows.isEmpty {
+        if !read.isEmpty {
             end.lastCreatedAt = read.lastCreatedAt
             end.lastPaymentNo = read.lastPaymentNo
         }
-        return Page(rows: read.rows, end: end)
+        return Page(rows: read, end: end)
     }
 
     /// Writes `page` as the next chunk, in its own transaction with the chunk's progress; returns the
@@ -114,8 +114,7 @@ public struct ExportHandler: CommandHandler {
     func write(_ page: Page, onto stored: StoredExport) async throws -> (StoredExport, Bool, [UInt8]) {
         var bytes = stored.nextSeq == 0 ? ExportCSV.head() : []
         bytes.reserveCapacity(bytes.count + page.rows.count * 200)
-        // By index: `for row in` would copy every row (a retain per text field).
-        for index in page.rows.indices { ExportCSV.append(page.rows[index], to: &bytes) }
+        for index in 0..<page.rows.count { ExportCSV.append(try page.rows.row(index), to: &bytes) }
         let done = page.rows.count < options.chunkRows
         return try await pool.transaction { chunkTx in
             guard var current = try await exports.load(taskId: stored.task.taskId, merchantId: stored.task.merchantId, lock: true, on: chunkTx) else {
@@ -138,34 +137,5 @@ public struct ExportHandler: CommandHandler {
 
     func event(_ task: ExportTask) -> Event {
         Event(type: task.eventType, merchantId: task.merchantId, resourceKey: "export:\(task.taskId)", data: task)
-    }
-}
-
-/// `export.cleanup` (hourly): exports past their time become `expired` and their files are
-/// removed; a download then answers 410. In sandbox mode `now` moves the clock.
-public struct ExportCleanupHandler: CommandHandler {
-    public let commandType = "export.cleanup"
-    public let scope = CommandScope.system
-    let clock: WallClock
-    let options: ExportOptions
-    let storage: any ExportStorage
-    let exports = ExportStore()
-
-    public func parse(_ data: JSONValue) -> Result<CleanupRequest, ValidationFailure> {
-        CleanupRequest.parse(data, sandbox: options.sandbox.enabled)
-    }
-
-    struct Cleaned: Codable, Sendable {
-        let now: String
-        let expired: Int
-    }
-
-    public func handle(_ command: Command<CleanupRequest>, in tx: PostgresConnection) async throws -> Outcome {
-        let now = command.payload.now.flatMap(Timestamp.parse) ?? clock.now
-        let expired = try await exports.expire(now: now, keep: TimeInterval(options.keepHours) * 3_600, on: tx)
-        // Removing a file twice is harmless: a rollback after this leaves the task to the next cleanup.
-        for taskId in expired { try await storage.delete(taskId: taskId) }
-        return .done([Event(type: "export.cleanup.completed", merchantId: nil, resourceKey: "export.cleanup:\(command.id)",
-                            data: Cleaned(now: Timestamp.format(now), expired: expired.count))])
     }
 }
