@@ -123,8 +123,10 @@ extension EndToEnd {
     /// An archive run killed (SIGKILL) mid-run: every old row is in the live table or the archive,
     /// exactly once, at every moment; the redelivered run goes on and reports every row it moved.
     @Test func anArchiveRunSurvivesKill9() async throws {
+        // 120 batches with a 20 ms pause each take over 2 s: with 1 s slices the run must hand over
+        // to follow-up commands, as a long run does to stay inside RabbitMQ's consumer_timeout.
         let fleet = try await LifecycleFleet.start(workers: ["archive"], extra: ["archive": [
-            "PAYFLEET_ARCHIVE_PAUSE_MS": "20", "PAYFLEET_ARCHIVE_BATCH": "audit_logs=500",
+            "PAYFLEET_ARCHIVE_PAUSE_MS": "20", "PAYFLEET_ARCHIVE_BATCH": "audit_logs=500", "PAYFLEET_ARCHIVE_SLICE_SECONDS": "1",
         ]])
         defer { Task { await fleet.stop() } }
         let pool = try TestEnvironment.postgres(size: 1)
@@ -163,6 +165,9 @@ extension EndToEnd {
         #expect(after.live == recent && after.archived == old && after.both == 0, "\(after)")
         let moved = (completed?.data["moved"] as? [String: Any])?["audit_logs"] as? Int ?? 0
         #expect(moved >= old, "the run counts the rows moved before the crash too: \(String(describing: completed?.json))")
+        let slices = system.events.filter { $0.type == "archive.progress" && $0.data["run_id"] as? String == "archive:\(run.id)" }
+        #expect(!slices.isEmpty, "the run continued in follow-up commands")
+        #expect(completed?.data["run_id"] as? String == "archive:\(run.id)" && completed?.data["finished"] as? Bool == true)
         await system.close()
     }
 

@@ -59,6 +59,13 @@ public final class EventSubscriber: Sendable {
 
     public var events: [Received] { received.events.withLock { $0 } }
 
+    /// Each event once, in arrival order, optionally of one type: delivery is at least once, and a
+    /// duplicate repeats its event id (CONTRACT §2), so a subscriber dedupes on it.
+    public static func distinct(_ events: [Received], type: String? = nil) -> [Received] {
+        var seen: Set<String> = []
+        return events.filter { (type == nil || $0.type == type) && seen.insert($0.eventId).inserted }
+    }
+
     /// Waits until `predicate` holds for the events received so far.
     @discardableResult
     public func wait(timeout: Duration = .seconds(30), until predicate: ([Received]) -> Bool) async -> [Received] {
