@@ -124,7 +124,7 @@ extension LimitRecord {
                 try await connection.query("""
                     SELECT m AS merchant_id, limit_recorded(m, $2, $3) AS day, limit_recorded(m, $4, $5) AS month
                     FROM unnest($1::text[]) AS m
-                    """, [RiskStore.array(chunk), windows.dayStart, windows.dayEnd, windows.monthStart, windows.monthEnd]).rows
+                    """, [PostgresArray.text(chunk), windows.dayStart, windows.dayEnd, windows.monthStart, windows.monthEnd]).rows
                     .map { (try $0.string("merchant_id"), try $0.int64("day"), try $0.int64("month")) }
             }
             let counters = try await ledger.usage(merchantIds: recorded.map(\.0), windows: windows)
@@ -144,8 +144,8 @@ extension LimitRecord {
                     SELECT * , now() FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
                     ON CONFLICT (merchant_id, window_kind, window_id)
                     DO UPDATE SET used = EXCLUDED.used, recorded = EXCLUDED.recorded, synced_at = EXCLUDED.synced_at
-                    """, [RiskStore.array(ids), RiskStore.array(kinds), RiskStore.array(windowIds), RiskStore.array(used),
-                          RiskStore.array(durable)])
+                    """, [PostgresArray.text(ids), PostgresArray.text(kinds), PostgresArray.text(windowIds), PostgresArray.text(used),
+                          PostgresArray.text(durable)])
             }
         }
         // A counter read below the record may only be racing a give-back (Redis first, its commit

@@ -83,7 +83,7 @@ public struct RiskStore: Sendable {
         guard !candidates.isEmpty else { return [] }
         let rows = try await connection.query("""
             SELECT type, value FROM risk_blacklist WHERE (type, value) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-            """, [Self.array(candidates.map(\.type.rawValue)), Self.array(candidates.map(\.value))]).rows
+            """, [PostgresArray.text(candidates.map(\.type.rawValue)), PostgresArray.text(candidates.map(\.value))]).rows
         var found: Set<BlacklistEntry> = []
         for row in rows {
             guard let type = BlacklistType(rawValue: try row.string("type")) else { continue }
@@ -97,7 +97,4 @@ public struct RiskStore: Sendable {
         PostgresStatement("INSERT INTO risk_events (merchant_id, payment_no, rule, detail) VALUES ($1, $2, $3, $4)",
                           [merchantId, paymentNo, rule, detail])
     }
-
-    /// A PostgreSQL text array literal, every element quoted and escaped.
-    static func array(_ values: [String]) -> String { PostgresArray.text(values) }
 }
