@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.1.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
@@ -65,6 +66,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Tracing", package: "swift-distributed-tracing"),
         ]),
         // What the payment workers share: live routing/FX/channel settings, the limit sync,
         // channel adapters, tier changes.
@@ -73,14 +75,16 @@ let package = Package(
         .target(name: "Workers", dependencies: ["Fleet", "PaymentServices", "Store", "Payments", "Contract",
                                                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                                 .product(name: "Metrics", package: "swift-metrics")]),
+        // Broker users for upstream systems, made through RabbitMQ's management HTTP API.
+        .target(name: "BrokerAdmin", dependencies: ["AMQP", "Postgres", "Contract", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Ingress", dependencies: [
-            "Fleet", "PaymentServices", "Store", "Payments", "Contract",
+            "Fleet", "PaymentServices", "Store", "Payments", "Contract", "BrokerAdmin",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
-        .executableTarget(name: "payfleet", dependencies: ["Fleet", "PaymentServices", "Store", "Redis", "Contract", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "payfleet", dependencies: ["Fleet", "PaymentServices", "Store", "Redis", "Contract", "BrokerAdmin", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "payfleet-ingress", dependencies: ["Ingress", "Fleet"]),
         .executableTarget(name: "payfleet-authorize", dependencies: ["Workers", "Fleet", "PaymentServices"]),
         .executableTarget(name: "payfleet-capture", dependencies: ["Workers", "Fleet", "PaymentServices"]),
@@ -110,7 +114,7 @@ let package = Package(
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "PaymentServices", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting", "Contract", "Payments",
                                                   .product(name: "PropertyBased", package: "swift-property-based")]),
         // End-to-end: spawns the real executables.
-        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments", "Contract", "Store", "Redis", "Postgres", "AMQP",
+        .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments", "Contract", "Store", "Redis", "Postgres", "AMQP", "Fleet",
                                                         .product(name: "Crypto", package: "swift-crypto")]),
     ]
 )

@@ -66,6 +66,7 @@ MESSAGES = {
     "settlement.run.json",
     "archive.run.json",
     "export.cleanup.json",
+    "retention.prune.json",
     # events
     "payment.succeeded.json",
     "payment.pending.json",
@@ -91,6 +92,7 @@ MESSAGES = {
     "archive.progress.json",
     "archive.completed.json",
     "export.cleanup.completed.json",
+    "retention.pruned.json",
 }
 # Events that always concern one merchant (m.<merchant_id>.<type>): merchantid is required.
 MERCHANT_EVENTS = {
@@ -103,7 +105,7 @@ MERCHANT_EVENTS = {
 # Events that never concern a merchant (sys.<type>): merchantid is refused.
 SYSTEM_EVENTS = {
     "settlement.run.completed.json", "archive.progress.json", "archive.completed.json",
-    "export.cleanup.completed.json",
+    "export.cleanup.completed.json", "retention.pruned.json",
 }
 # Resources and shared envelopes: not messages themselves, but must exist.
 RESOURCES = {"cloudevent.json", "system_command.json", "payment.json", "pre_authorization.json",

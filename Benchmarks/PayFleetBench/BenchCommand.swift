@@ -218,7 +218,7 @@ struct Sample: AsyncParsableCommand {
         let payment = Payment(paymentNo: Identifiers.paymentNo(merchantId: "mch_bench", idempotencyKey: "k"), merchantId: "mch_bench",
                               request: request, status: .succeeded, channel: decision.channel, routing: decision,
                               channelFee: decision.estimatedFee ?? 0, version: 1, at: Date())
-        let event = CloudEvent(id: MessageIds.eventId(commandId: "c", type: "payment.succeeded"), type: "payment.succeeded",
+        let event = CloudEvent(id: MessageIds.eventId(merchantId: "m", commandId: "c", type: "payment.succeeded"), type: "payment.succeeded",
                                source: "/payfleet/authorize", time: Timestamp.format(Date()), merchantId: "mch_bench", data: payment)
         struct Result: Encodable { let routing: String; let event: String }
         try printJSON(Result(routing: try CanonicalJSON.encode(decision), event: try CanonicalJSON.encode(event)))

@@ -15,6 +15,8 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     case connectionLost(String)
     case channelClosed(code: Int, text: String)
     case timeout
+    /// The broker did not confirm a publish within `AMQPConfiguration.confirmTimeout`.
+    case confirmTimeout
     case closed
 
     public var description: String {
@@ -25,6 +27,7 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connectionLost(let reason): "AMQP connection lost: \(reason)"
         case .channelClosed(let code, let text): "AMQP channel closed by broker: \(code) \(text)"
         case .timeout: "AMQP operation timed out"
+        case .confirmTimeout: "the broker did not confirm the publish in time"
         case .closed: "AMQP connection was closed"
         }
     }

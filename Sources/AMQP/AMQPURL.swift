@@ -86,6 +86,11 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
         "amqp://\(user):***@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(Self.encodeVhost(vhost))"
     }
 
+    /// The whole URI, password included, to hand to whoever will connect with it.
+    public var uriWithPassword: String {
+        "amqp://\(Self.encodeVhost(user)):\(Self.encodeVhost(password))@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(Self.encodeVhost(vhost))"
+    }
+
     private static func port(_ text: Substring, whole: String) throws -> Int {
         guard let port = Int(text), (1...65535).contains(port) else {
             throw AMQPError.invalidURL("bad port '\(text)' in \(redacted(whole))")

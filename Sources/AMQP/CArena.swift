@@ -129,6 +129,10 @@ final class CArena {
             flags |= PAYFLEET_FLAG_APP_ID
             props.app_id = bytes(value)
         }
+        if let value = properties.userId {
+            flags |= PAYFLEET_FLAG_USER_ID
+            props.user_id = bytes(value)
+        }
         props._flags = flags
         return props
     }
@@ -214,6 +218,7 @@ func decodeProperties(_ props: amqp_basic_properties_t) -> AMQPProperties {
             ? Date(timeIntervalSince1970: TimeInterval(props.timestamp)) : nil,
         expiration: string(PAYFLEET_FLAG_EXPIRATION, props.expiration),
         appId: string(PAYFLEET_FLAG_APP_ID, props.app_id),
+        userId: string(PAYFLEET_FLAG_USER_ID, props.user_id),
         headers: flags & PAYFLEET_FLAG_HEADERS != 0 ? decodeTable(props.headers) : [:])
 }
 

@@ -51,16 +51,25 @@ final class ConnectionLoop {
     // Publisher confirms for the current channel.
     private typealias PublishContinuation = CheckedContinuation<PublishOutcome, any Error>
     private struct Unconfirmed {
-        var continuation: PublishContinuation
+        /// Nil once the publish was answered with `confirmTimeout`: a late confirm resolves nothing.
+        var continuation: PublishContinuation?
         /// Kept for mandatory publishes only, to recognise the message in a basic.return.
         var message: AMQPMessage?
         var returned: (code: Int, text: String)?
+        var deadline: ContinuousClock.Instant
     }
     private var nextSequence: UInt64 = 1
     private var lowestUnconfirmed: UInt64 = 1
+    /// Publishes below this sequence are past their confirm deadline (answered already).
+    private var expiredThrough: UInt64 = 1
     private var unconfirmed: [UInt64: Unconfirmed] = [:]
     /// Publishes waiting for room in the confirm window, oldest first.
-    private var waitingPublishes: [(AMQPMessage, PublishContinuation)] = []
+    private struct Waiting {
+        var message: AMQPMessage
+        var continuation: PublishContinuation
+        var deadline: ContinuousClock.Instant
+    }
+    private var waitingPublishes: [Waiting] = []
     private var waitingHead = 0
 
     // A message whose method frame has arrived but not yet its header and body.
@@ -118,6 +127,7 @@ final class ConnectionLoop {
             }
             readFrames(connection, limit: 512)
             if content == nil, self.connection != nil { runJobs() }
+            expireOverdueConfirms()
             guard let connection = self.connection else { continue }
             if heartbeatSeconds > 0, ContinuousClock.now - lastInbound > .seconds(2 * heartbeatSeconds + 1) {
                 dropConnection("no data or heartbeat from the broker for \(2 * heartbeatSeconds) s")
@@ -168,7 +178,8 @@ final class ConnectionLoop {
                 continuation.resume(throwing: AMQPError.notConnected)
             } else if configuration.confirms
                         && (unconfirmed.count >= configuration.confirmWindow || waitingHead < waitingPublishes.count) {
-                waitingPublishes.append((message, continuation))
+                waitingPublishes.append(Waiting(message: message, continuation: continuation,
+                                                deadline: .now + configuration.confirmTimeout))
             } else {
                 send(message, continuation)
             }
@@ -216,7 +227,9 @@ final class ConnectionLoop {
             return
         }
         let arena = CArena()
-        var properties = arena.properties(message.properties)
+        var stamped = message.properties
+        if configuration.stampsUserId, stamped.userId == nil { stamped.userId = configuration.url.user }
+        var properties = arena.properties(stamped)
         let status = amqp_basic_publish(connection, Self.channel, arena.bytes(message.exchange),
                                         arena.bytes(message.routingKey), message.mandatory ? 1 : 0, 0,
                                         &properties, arena.bytes(message.body))
@@ -229,7 +242,8 @@ final class ConnectionLoop {
         }
         if configuration.confirms {
             unconfirmed[nextSequence] = Unconfirmed(continuation: continuation,
-                                                    message: message.mandatory ? message : nil)
+                                                    message: message.mandatory ? message : nil,
+                                                    deadline: .now + configuration.confirmTimeout)
             nextSequence += 1
         } else {
             continuation.resume(returning: .acked)
@@ -239,9 +253,9 @@ final class ConnectionLoop {
     private func sendWaitingPublishes() {
         while waitingHead < waitingPublishes.count, unconfirmed.count < configuration.confirmWindow,
               connection != nil {
-            let (message, continuation) = waitingPublishes[waitingHead]
+            let waiting = waitingPublishes[waitingHead]
             waitingHead += 1
-            send(message, continuation)
+            send(waiting.message, waiting.continuation)
         }
         if waitingHead == waitingPublishes.count {
             waitingPublishes.removeAll(keepingCapacity: true)
@@ -250,21 +264,47 @@ final class ConnectionLoop {
     }
 
     private func failWaitingPublishes(with error: AMQPError) {
-        for (_, continuation) in waitingPublishes[waitingHead...] {
-            continuation.resume(throwing: error)
+        for waiting in waitingPublishes[waitingHead...] {
+            waiting.continuation.resume(throwing: error)
         }
         waitingPublishes.removeAll()
         waitingHead = 0
     }
 
+    /// Answers `confirmTimeout` to every publish past its deadline, in the window or still waiting
+    /// for room. Deadlines grow with the sequence, so only the oldest entries need looking at. An
+    /// expired publish keeps its place in the window until the broker answers or the channel goes.
+    private func expireOverdueConfirms() {
+        let now = ContinuousClock.now
+        expiredThrough = max(expiredThrough, lowestUnconfirmed)
+        while expiredThrough < nextSequence {
+            guard let entry = unconfirmed[expiredThrough] else {
+                expiredThrough += 1
+                continue
+            }
+            guard entry.deadline <= now else { break }
+            entry.continuation?.resume(throwing: AMQPError.confirmTimeout)
+            unconfirmed[expiredThrough]?.continuation = nil
+            expiredThrough += 1
+        }
+        while waitingHead < waitingPublishes.count, waitingPublishes[waitingHead].deadline <= now {
+            waitingPublishes[waitingHead].continuation.resume(throwing: AMQPError.confirmTimeout)
+            waitingHead += 1
+        }
+        if waitingHead > 0, waitingHead == waitingPublishes.count {
+            waitingPublishes.removeAll(keepingCapacity: true)
+            waitingHead = 0
+        }
+    }
+
     /// basic.ack / basic.nack from the broker, for one publish or (`multiple`) all up to `tag`.
     private func confirm(tag: UInt64, multiple: Bool, acked: Bool) {
         func resolve(_ entry: Unconfirmed?) {
-            guard let entry else { return }
+            guard let entry, let continuation = entry.continuation else { return }
             if let returned = entry.returned {
-                entry.continuation.resume(returning: .returned(replyCode: returned.code, replyText: returned.text))
+                continuation.resume(returning: .returned(replyCode: returned.code, replyText: returned.text))
             } else {
-                entry.continuation.resume(returning: acked ? .acked : .nacked)
+                continuation.resume(returning: acked ? .acked : .nacked)
             }
         }
         if multiple {
@@ -307,7 +347,7 @@ final class ConnectionLoop {
 
     private func failUnconfirmed(_ reason: String) {
         for entry in unconfirmed.values {
-            entry.continuation.resume(throwing: AMQPError.connectionLost(reason))
+            entry.continuation?.resume(throwing: AMQPError.connectionLost(reason))
         }
         unconfirmed.removeAll()
     }
@@ -749,6 +789,7 @@ final class ConnectionLoop {
         generation += 1
         nextSequence = 1
         lowestUnconfirmed = 1
+        expiredThrough = 1
         mailbox.setConnected(mailbox.isConnected, generation: generation)
     }
 

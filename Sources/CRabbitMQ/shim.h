@@ -53,5 +53,6 @@ static const amqp_flags_t PAYFLEET_FLAG_MESSAGE_ID = AMQP_BASIC_MESSAGE_ID_FLAG;
 static const amqp_flags_t PAYFLEET_FLAG_TIMESTAMP = AMQP_BASIC_TIMESTAMP_FLAG;
 static const amqp_flags_t PAYFLEET_FLAG_TYPE = AMQP_BASIC_TYPE_FLAG;
 static const amqp_flags_t PAYFLEET_FLAG_APP_ID = AMQP_BASIC_APP_ID_FLAG;
+static const amqp_flags_t PAYFLEET_FLAG_USER_ID = AMQP_BASIC_USER_ID_FLAG;
 
 #endif

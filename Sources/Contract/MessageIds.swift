@@ -4,9 +4,12 @@ import Foundation
 /// Identifiers every message carries (CONTRACT §2): command ids, and event ids that are
 /// deterministic per command and type, so a redelivered duplicate re-emits the same id.
 public enum MessageIds {
-    /// The id of the `type` event caused by command `commandId`, shaped like a UUID (version 8).
-    public static func eventId(commandId: String, type: String) -> String {
-        uuidString(Array(SHA256.hash(data: Array("event|\(commandId)|\(type)".utf8))))
+    /// The id of the `type` event caused by command `commandId` of merchant `merchantId` (nil: a
+    /// system event), shaped like a UUID (version 8). Command ids are chosen by publishers, so two
+    /// merchants may use the same one: the merchant is part of the id.
+    public static func eventId(merchantId: String?, commandId: String, type: String) -> String {
+        let scope = merchantId.map { "m|\($0)" } ?? "sys"
+        return uuidString(Array(SHA256.hash(data: Array("event|\(scope)|\(commandId)|\(type)".utf8))))
     }
 
     /// A deterministic command id for a command derived from `seed` (a scheduled slot, a sweep's

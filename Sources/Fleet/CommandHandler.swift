@@ -47,14 +47,15 @@ public struct Event: Sendable {
     public let merchantId: String?
     /// Events of one resource are published in commit order: this names the resource.
     public let resourceKey: String
-    let render: @Sendable (_ id: String, _ source: String, _ time: String, _ merchantId: String?) throws -> String
+    let render: @Sendable (_ id: String, _ source: String, _ time: String, _ merchantId: String?, _ traceparent: String?) throws -> String
 
     public init<T: Codable & Sendable>(type: String, merchantId: String?, resourceKey: String, data: T) {
         self.type = type
         self.merchantId = merchantId
         self.resourceKey = resourceKey
-        self.render = { id, source, time, merchantId in
-            try CanonicalJSON.encode(CloudEvent(id: id, type: type, source: source, time: time, merchantId: merchantId, data: data))
+        self.render = { id, source, time, merchantId, traceparent in
+            try CanonicalJSON.encode(CloudEvent(id: id, type: type, source: source, time: time, merchantId: merchantId,
+                                                traceparent: traceparent, data: data))
         }
     }
 
@@ -110,6 +111,10 @@ public protocol CommandHandler: Sendable {
     var commandType: String { get }
     /// Whether the command belongs to a merchant (the default) or to the system.
     var scope: CommandScope { get }
+    /// Whether a merchant's own broker user may send it (for its merchant). By default merchant
+    /// commands yes, system commands no; a command only the fleet sends (a channel's result, one
+    /// merchant's settlement) says no.
+    var merchantsMaySend: Bool { get }
     /// Turns the envelope's `data` into a typed payload, or every field error.
     func parse(_ data: JSONValue) -> Result<Payload, ValidationFailure>
     /// Decides the command inside the runtime's transaction (the inbox row is already claimed):
@@ -128,6 +133,7 @@ public protocol CommandHandler: Sendable {
 
 extension CommandHandler {
     public var scope: CommandScope { .merchant }
+    public var merchantsMaySend: Bool { scope == .merchant }
     public func locks(_ command: Command<Payload>) -> [PostgresStatement] { [] }
     public func parked(_ command: Command<Payload>, reason: String) async throws {}
 }
@@ -136,12 +142,14 @@ extension CommandHandler {
 struct HandlerBinding: Sendable {
     let commandType: String
     let scope: CommandScope
+    let merchantsMaySend: Bool
     let prepare: @Sendable (_ envelope: CloudEvent<JSONValue>, _ merchantId: String, _ key: String, _ attempt: Int, _ isFinal: Bool)
         -> Result<PreparedCommand, ValidationFailure>
 
     init<H: CommandHandler>(_ handler: H) {
         commandType = handler.commandType
         scope = handler.scope
+        merchantsMaySend = handler.merchantsMaySend
         prepare = { envelope, merchantId, key, attempt, isFinal in
             handler.parse(envelope.data).flatMap { payload in
                 let canonical: String

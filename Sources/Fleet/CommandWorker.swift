@@ -5,13 +5,19 @@ import Logging
 import Metrics
 import Postgres
 import ServiceLifecycle
+import Tracing
 import Synchronization
 
 /// Consumes one work queue and runs each command through its handler, exactly once in effect.
 ///
 /// For every delivery the runtime, not the handler:
+/// - refuses a body over `maxMessageBytes` before decoding it;
 /// - parses the CloudEvents envelope and the typed payload; a message that cannot be parsed or is
 ///   invalid yields `command.rejected` and is parked with its reason (never retried, never a crash);
+/// - checks who sent it (`PublisherPolicy`): a command without `user_id`, or from a merchant's
+///   broker user for another merchant, is rejected with `forbidden` and parked; its outcome goes to
+///   `reply_to` only when the sender owns that queue;
+/// - rejections, like outcomes, are written to the outbox before the delivery is acked;
 /// - claims the inbox row and runs the handler in one PostgreSQL transaction, writing the outcome
 ///   events to the outbox in that same transaction;
 /// - after commit: wakes the outbox relay, sends the outcome to `reply_to`, and only then acks;
@@ -32,13 +38,18 @@ public final class CommandWorker: Service, Sendable {
     /// At most this many commands started a second (nil: as fast as they come).
     let rate: RateLimit?
     let clock: WallClock
+    let policy: PublisherPolicy
+    /// Bodies over this many bytes are rejected unread.
+    let maxMessageBytes: Int
     let logger: Logger
     let metrics: QueueMetrics
     private let inFlight = Atomic<Int>(0)
 
+    public static let defaultMaxMessageBytes = 1 << 20
+
     public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
                 relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, maxRate: Double? = nil, clock: WallClock = .system,
-                logger: Logger) {
+                policy: PublisherPolicy, maxMessageBytes: Int = CommandWorker.defaultMaxMessageBytes, logger: Logger) {
         self.queue = queue
         self.source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
         self.consumer = consumer
@@ -50,6 +61,8 @@ public final class CommandWorker: Service, Sendable {
         self.concurrency = concurrency
         self.rate = maxRate.map(RateLimit.init(perSecond:))
         self.clock = clock
+        self.policy = policy
+        self.maxMessageBytes = maxMessageBytes
         self.logger = logger
         self.metrics = QueueMetrics(queue: queue)
     }
@@ -66,6 +79,8 @@ public final class CommandWorker: Service, Sendable {
         concurrency = copy.concurrency
         rate = copy.rate
         clock = copy.clock
+        policy = copy.policy
+        maxMessageBytes = copy.maxMessageBytes
         logger = copy.logger
         metrics = copy.metrics
     }
@@ -137,24 +152,73 @@ public final class CommandWorker: Service, Sendable {
             metrics.inFlight.record(inFlight.subtract(1, ordering: .relaxed).newValue)
             metrics.handling.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         }
-        // The header is only a hint (any publisher can set it): clamped to the policy's range, so a
-        // forged negative count cannot buy endless retries, nor a huge one skip them.
-        let attempt = retry.attempt(fromHeader: delivery.properties.headers[FleetHeaders.retryCount].flatMap(\.intValue))
+        let messageId = String((delivery.properties.messageId ?? "unknown").prefix(255))
+        let messageType = String((delivery.properties.type ?? "unknown").prefix(64))
+        // Every log line of this delivery names the command and its trace (`LogContext`); values
+        // from outside are capped here and escaped by the log handler.
+        var context: Logger.Metadata = ["queue": .string(queue), "command_id": .string(messageId)]
+        if case .string(let header)? = delivery.properties.headers["traceparent"], let trace = TraceContext.traceId(header) {
+            context["trace_id"] = .string(trace)
+        }
+        await LogContext.$metadata.withValue(context) {
+            await self.handle(delivery, messageId: messageId, messageType: messageType)
+        }
+    }
+
+    private func handle(_ delivery: AMQPDelivery, messageId: String, messageType: String) async {
+        let attempt = attempt(of: delivery)
+        let sender = policy.sender(of: delivery.properties)
+
+        // 0. The size, before anything reads the body (the broker's own limit may be higher).
+        guard delivery.body.count <= maxMessageBytes else {
+            await reject(delivery, commandId: messageId, type: messageType, merchantId: await senderMerchant(sender),
+                         code: "invalid_request", message: "the message is \(delivery.body.count) bytes; at most \(maxMessageBytes) are accepted",
+                         errors: [FieldError("$", "is over \(maxMessageBytes) bytes")], park: true)
+            return
+        }
 
         // 1. The envelope.
+        guard !JSONDepth.exceeds(delivery.body) else {
+            await reject(delivery, commandId: messageId, type: messageType, merchantId: await senderMerchant(sender),
+                         code: "invalid_request", message: "the message nests deeper than \(JSONDepth.limit) levels",
+                         errors: [FieldError("$", "nests deeper than \(JSONDepth.limit) levels")], park: true)
+            return
+        }
         let envelope: CloudEvent<JSONValue>
         do {
             envelope = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(delivery.body))
         } catch {
-            await reject(delivery, commandId: delivery.properties.messageId ?? "unknown", type: delivery.properties.type ?? "unknown",
-                         merchantId: nil, code: "invalid_request",
-                         message: "the message is not a CloudEvents JSON envelope",
+            await reject(delivery, commandId: messageId, type: messageType, merchantId: await senderMerchant(sender),
+                         code: "invalid_request", message: "the message is not a CloudEvents JSON envelope",
                          errors: [FieldError("$", Self.describe(error))], park: true)
             return
         }
+        let commandId = String(envelope.id.prefix(255))
+        let commandType = String(envelope.type.prefix(64))
+        var context = LogContext.metadata
+        context["command_id"] = .string(commandId)
+        if let merchant = envelope.merchantid { context["merchant_id"] = .string(String(merchant.prefix(64))) }
+        if let trace = TraceContext.traceId(envelope.traceparent) { context["trace_id"] = .string(trace) }
+        // A span per command, through swift-distributed-tracing: a no-op until a deployment
+        // bootstraps a tracer (InstrumentationSystem); OpenTelemetry export is off by default.
+        await LogContext.$metadata.withValue(context) {
+            await withSpan(commandType, ofKind: .consumer) { span in
+                span.attributes["messaging.system"] = "rabbitmq"
+                span.attributes["messaging.destination.name"] = self.queue
+                span.attributes["messaging.message.id"] = commandId
+                if let trace = TraceContext.traceId(envelope.traceparent) { span.attributes["payfleet.trace_id"] = trace }
+                await self.handle(delivery, envelope: envelope, commandId: commandId, commandType: commandType, attempt: attempt, sender: sender)
+            }
+        }
+    }
+
+    private func handle(_ delivery: AMQPDelivery, envelope: CloudEvent<JSONValue>, commandId: String, commandType: String,
+                        attempt: Int, sender: String?) async {
         var envelopeErrors: [FieldError] = []
         if envelope.specversion != "1.0" { envelopeErrors.append(FieldError("specversion", "must be \"1.0\"")) }
-        if envelope.id.isEmpty || envelope.id.count > 255 { envelopeErrors.append(FieldError("id", "must be 1-255 characters")) }
+        if envelope.id.isEmpty || envelope.id.count > 255 || !TextRules.isPrintable(envelope.id) {
+            envelopeErrors.append(FieldError("id", "must be 1-255 printable characters"))
+        }
         let merchantId = envelope.merchantid ?? ""
         let merchantIsValid = merchantId.count <= 64 && !merchantId.contains(".") && TextRules.isPrintable(merchantId)
         let binding = handlers[envelope.type]
@@ -165,19 +229,35 @@ public final class CommandWorker: Service, Sendable {
         if key.isEmpty || key.count > 255 || !TextRules.isPrintable(key) {
             envelopeErrors.append(FieldError("idempotencykey", "must be 1-255 printable characters"))
         }
+        // Until the sender is known to act for the envelope's merchant, a rejection goes to the
+        // sender's own stream: a publisher cannot fill another merchant's stream with rejections.
+        let notify = merchantIsValid && !merchantId.isEmpty ? await senderMerchant(sender, claimed: merchantId) : await senderMerchant(sender)
         guard let binding else {
-            await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: envelopeErrors.isEmpty ? merchantId : nil,
+            await reject(delivery, commandId: commandId, type: commandType, merchantId: notify,
                          code: "unsupported_command", message: "\(queue) does not handle \(TextRules.forLog(envelope.type, limit: 64))",
                          errors: [], park: true)
             return
         }
         guard envelopeErrors.isEmpty else {
-            await reject(delivery, commandId: envelope.id, type: envelope.type, merchantId: nil, code: "invalid_request",
+            await reject(delivery, commandId: commandId, type: commandType, merchantId: notify, code: "invalid_request",
                          message: "invalid envelope", errors: envelopeErrors, park: true)
             return
         }
 
-        // 2. The payload.
+        // 2. Who sent it, and may they.
+        do {
+            if case .forbidden(let reason, let notify) = try await policy.authorize(sender: sender, merchantId: merchantId,
+                                                                                 merchantsMay: binding.merchantsMaySend) {
+                await reject(delivery, commandId: commandId, type: commandType, merchantId: notify, code: "forbidden",
+                             message: reason, errors: [], park: true)
+                return
+            }
+        } catch {
+            await retryOrPark(delivery, attempt: attempt, reason: "looking up the sender failed: \(error)")
+            return
+        }
+
+        // 3. The payload.
         let prepared: PreparedCommand
         switch binding.prepare(envelope, merchantId, key, attempt, retry.isFinal(attempt: attempt)) {
         case .failure(let failure):
@@ -190,7 +270,7 @@ public final class CommandWorker: Service, Sendable {
             prepared = command
         }
 
-        // 3. Inbox + effect + outbox, one transaction, in three hops to the connection's thread.
+        // 4. Inbox + effect + outbox, one transaction, in three hops to the connection's thread.
         var result: TransactionResult?
         var reruns = 0
         while result == nil {
@@ -212,7 +292,7 @@ public final class CommandWorker: Service, Sendable {
                     }
                     do {
                         logger.info("preparing, then running the command again", metadata: [
-                            "queue": "\(queue)", "command": "\(envelope.id)", "reason": "\(reason)"])
+                            "queue": "\(queue)", "command_id": "\(envelope.id)", "reason": "\(reason)"])
                         try await prepare()
                         continue
                     } catch {
@@ -221,7 +301,7 @@ public final class CommandWorker: Service, Sendable {
                 }
                 return
             } catch {
-                logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command": "\(envelope.id)",
+                logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command_id": "\(envelope.id)",
                                                                         "attempt": "\(attempt)", "error": "\(error)"])
                 await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)", prepared: prepared)
                 return
@@ -229,7 +309,7 @@ public final class CommandWorker: Service, Sendable {
         }
         guard let result else { return }
 
-        // 4. After commit: relay, reply, ack.
+        // 5. After commit: relay, reply, ack.
         switch result {
         case .committed(let outcome):
             relay.notify()
@@ -239,6 +319,24 @@ public final class CommandWorker: Service, Sendable {
         case .duplicate(let stored):
             metrics.duplicates.increment()
             await reemit(stored, for: delivery, envelope: envelope, merchantId: merchantId, requestHash: prepared.requestHash)
+        }
+    }
+
+    /// The retry count a delivery carries. The header is only a hint (any publisher can set it):
+    /// clamped to the policy's range, so a forged negative count cannot buy endless retries, nor a
+    /// huge one skip them.
+    private func attempt(of delivery: AMQPDelivery) -> Int {
+        retry.attempt(fromHeader: delivery.properties.headers[FleetHeaders.retryCount].flatMap(\.intValue))
+    }
+
+    /// The merchant whose stream a rejection goes to before the sender is authorized: a merchant
+    /// user's own merchant; for an internal user the merchant the envelope names (`claimed`); else
+    /// none (`sys`). A failed lookup counts as none.
+    private func senderMerchant(_ sender: String?, claimed: String? = nil) async -> String? {
+        guard let sender, let grant = try? await policy.grant(for: sender) else { return nil }
+        switch grant {
+        case .merchant(let own): return own
+        case .everyMerchant: return claimed
         }
     }
 
@@ -265,9 +363,9 @@ public final class CommandWorker: Service, Sendable {
                     rows = try events.enumerated().map { index, event in
                         // A second event of one type (a settlement per currency) is told apart by its resource.
                         let repeated = events[..<index].contains { $0.type == event.type }
-                        return try self.outboxRow(event, commandId: envelope.id, distinguishing: repeated)
+                        return try self.outboxRow(event, commandId: envelope.id, distinguishing: repeated, traceparent: envelope.traceparent)
                     }
-                    effects = try writes + followUps.map { try self.followUpStatement($0, causedBy: envelope.id) }
+                    effects = try writes + followUps.map { try self.followUpStatement($0, causedBy: envelope.id, traceparent: envelope.traceparent) }
                 case .rejected(let code, let message, let errors):
                     rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
                                                   code: code, message: message, errors: errors)]
@@ -327,19 +425,23 @@ public final class CommandWorker: Service, Sendable {
 
     // MARK: - Events, replies, rejections
 
-    private func outboxRow(_ event: Event, commandId: String, distinguishing: Bool = false) throws -> OutboxRow {
-        let id = MessageIds.eventId(commandId: distinguishing ? "\(commandId)|\(event.resourceKey)" : commandId, type: event.type)
-        let body = try event.render(id, source, Timestamp.format(clock.now), event.merchantId)
+    private func outboxRow(_ event: Event, commandId: String, distinguishing: Bool = false, traceparent: String? = nil) throws -> OutboxRow {
+        let id = MessageIds.eventId(merchantId: event.merchantId, commandId: distinguishing ? "\(commandId)|\(event.resourceKey)" : commandId,
+                                    type: event.type)
+        // An event carries the trace of the command that caused it (W3C Trace Context, as the
+        // CloudEvents distributed-tracing extension).
+        let body = try event.render(id, source, Timestamp.format(clock.now), event.merchantId, traceparent.flatMap(TraceContext.valid))
         return OutboxRow(eventId: id, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
                          resourceKey: event.resourceKey, correlationId: commandId, body: body)
     }
 
     /// A follow-up command as an outbox row to `payfleet.commands`, with an id derived from the
     /// command that caused it, so a re-run writes the same message.
-    private func followUpStatement(_ followUp: FollowUp, causedBy commandId: String) throws -> PostgresStatement {
+    private func followUpStatement(_ followUp: FollowUp, causedBy commandId: String, traceparent: String?) throws -> PostgresStatement {
         let id = MessageIds.commandId(derivedFrom: "\(commandId)|\(followUp.merchantId ?? "")|\(followUp.key)")
         let envelope = CloudEvent(id: id, type: followUp.type, source: source, time: Timestamp.format(clock.now),
                                   merchantId: followUp.merchantId, idempotencyKey: followUp.key,
+                                  traceparent: traceparent.flatMap(TraceContext.valid),
                                   data: try JSONDecoder().decode(JSONValue.self, from: Data(try followUp.data().utf8)))
         return Outbox.append(OutboxRow(eventId: id, eventType: followUp.type, exchange: Exchanges.commands, routingKey: followUp.type,
                                        resourceKey: "command:\(followUp.merchantId ?? ""):\(followUp.key)", correlationId: commandId,
@@ -354,31 +456,44 @@ public final class CommandWorker: Service, Sendable {
         return try outboxRow(event, commandId: commandId)
     }
 
-    /// Sends the outcome event to the command's `reply_to`, if any (best effort: the outcome is
-    /// committed and also published to `payfleet.events`).
+    /// Sends the outcome event to the command's `reply_to`, if any and if the sender owns it (best
+    /// effort: the outcome is committed and also published to `payfleet.events`).
     private func reply(to delivery: AMQPDelivery, with outcome: OutboxRow) async {
-        guard let replyTo = delivery.properties.replyTo, !replyTo.isEmpty else { return }
+        guard let requested = delivery.properties.replyTo, !requested.isEmpty else { return }
+        guard let replyTo = policy.replyTarget(requested, sender: policy.sender(of: delivery.properties)) else {
+            logger.notice("reply_to refused: not direct reply-to nor a queue of the sender", metadata: [
+                "queue": "\(queue)", "command_id": "\(TextRules.forLog(outcome.correlationId ?? "-", limit: 64))",
+                "reply_to": "\(TextRules.forLog(requested, limit: 128))"])
+            return
+        }
         let commandId = delivery.properties.messageId ?? outcome.correlationId
         let message = EventMessage.make(exchange: "", routingKey: replyTo, eventId: outcome.eventId, type: outcome.eventType,
                                         correlationId: commandId, body: outcome.body, at: clock.now)
         do { _ = try await publisher.publish(message) } catch {
-            logger.debug("reply not delivered", metadata: ["reply_to": "\(replyTo)", "error": "\(error)"])
+            logger.debug("reply not delivered", metadata: ["reply_to": "\(TextRules.forLog(replyTo, limit: 128))", "error": "\(error)"])
         }
     }
 
-    /// A command that can never take effect as sent: publish `command.rejected` (and reply), park it
-    /// with the reason, and ack. Not recorded in the inbox: a redelivery is rejected the same way,
-    /// with the same event id.
+    /// A command that can never take effect as sent: write `command.rejected` to the outbox (and
+    /// reply), park it with the reason, and ack. Not recorded in the inbox: a redelivery is
+    /// rejected the same way, with the same event id. If the rejection cannot be written, the
+    /// delivery is retried later like any command whose database was away.
     private func reject(_ delivery: AMQPDelivery, commandId: String, type: String, merchantId: String?, code: String,
                         message: String, errors: [FieldError], park shouldPark: Bool) async {
         metrics.rejected.increment()
-        logger.notice("command rejected", metadata: ["queue": "\(queue)", "command": "\(TextRules.forLog(commandId, limit: 64))",
+        logger.notice("command rejected", metadata: ["queue": "\(queue)", "command_id": "\(TextRules.forLog(commandId, limit: 64))",
                                                      "code": "\(code)", "reason": "\(TextRules.forLog(message))"])
-        if let row = try? rejectionRow(commandId: commandId, type: type, merchantId: merchantId, code: code,
-                                       message: message, errors: errors) {
-            _ = try? await publisher.publish(EventMessage.make(row, at: clock.now))
-            await reply(to: delivery, with: row)
+        let row: OutboxRow
+        do {
+            row = try rejectionRow(commandId: commandId, type: type, merchantId: merchantId, code: code, message: message, errors: errors)
+            let statement = Outbox.append(row, at: clock.now, ignoringDuplicate: true)
+            _ = try await pool.withConnection { try await $0.batch([statement]) }
+        } catch {
+            logger.warning("could not record a rejection; will retry", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            return await retryOrPark(delivery, attempt: attempt(of: delivery), reason: "recording the rejection failed: \(error)")
         }
+        relay.notify()
+        await reply(to: delivery, with: row)
         if shouldPark { await park(delivery, reason: "\(code): \(message)") } else { consumer.ack(delivery) }
     }
 
@@ -388,7 +503,7 @@ public final class CommandWorker: Service, Sendable {
         guard !retry.isFinal(attempt: attempt) else {
             return await park(delivery, reason: "gave up after \(attempt) retries: \(reason)", prepared: prepared)
         }
-        var properties = delivery.properties
+        var properties = policy.republishing(delivery.properties)
         properties.persistent = true
         properties.headers[FleetHeaders.retryCount] = .int(Int64(attempt + 1))
         properties.headers[FleetHeaders.retryDelay] = .string(retry.delayLevel(afterAttempt: attempt))
@@ -411,15 +526,17 @@ public final class CommandWorker: Service, Sendable {
     /// earlier attempts held outside the transaction is given back.
     func park(_ delivery: AMQPDelivery, reason: String, prepared: PreparedCommand? = nil) async {
         metrics.parked.increment()
-        logger.warning("parking message", metadata: ["queue": "\(queue)", "message_id": "\(delivery.properties.messageId ?? "-")",
+        logger.warning("parking message", metadata: ["queue": "\(queue)",
+                                                     "message_id": "\(TextRules.forLog(delivery.properties.messageId ?? "-", limit: 64))",
                                                      "reason": "\(TextRules.forLog(reason))"])
         if let prepared {
             do { try await prepared.parked(reason) } catch {
                 logger.error("the handler could not undo a parked command's holds", metadata: [
-                    "queue": "\(queue)", "message_id": "\(delivery.properties.messageId ?? "-")", "error": "\(error)"])
+                    "queue": "\(queue)", "message_id": "\(TextRules.forLog(delivery.properties.messageId ?? "-", limit: 64))",
+                    "error": "\(error)"])
             }
         }
-        let properties = ParkedMessage.parking(delivery.properties, reason: reason, queue: queue, at: clock.now, by: source)
+        let properties = ParkedMessage.parking(policy.republishing(delivery.properties), reason: reason, queue: queue, at: clock.now, by: source)
         let message = AMQPMessage(exchange: Exchanges.parking, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
         do {
             let outcome = try await publisher.publish(message)

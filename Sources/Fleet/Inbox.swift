@@ -68,15 +68,18 @@ public enum Outbox {
     /// reports (for changes made outside a command handler, such as an admin's tier change).
     public static func statement(for event: Event, eventId: String, source: String, correlationId: String? = nil,
                                  at time: Date) throws -> PostgresStatement {
-        let body = try event.render(eventId, source, Timestamp.format(time), event.merchantId)
+        let body = try event.render(eventId, source, Timestamp.format(time), event.merchantId, nil)
         return append(OutboxRow(eventId: eventId, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
                                 resourceKey: event.resourceKey, correlationId: correlationId, body: body), at: time)
     }
 
-    static func append(_ row: OutboxRow, at time: Date) -> PostgresStatement {
+    /// Event ids are unique in the outbox (a second row with one id is an error), except where the
+    /// caller says a repeat is expected (`ignoringDuplicate`: a rejection of a redelivered message).
+    static func append(_ row: OutboxRow, at time: Date, ignoringDuplicate: Bool = false) -> PostgresStatement {
         PostgresStatement("""
             INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz)
-            """, [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body, time])
+            """ + (ignoringDuplicate ? " ON CONFLICT (event_id) DO NOTHING" : ""),
+            [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body, time])
     }
 }

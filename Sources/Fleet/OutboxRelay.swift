@@ -14,7 +14,8 @@ import ServiceLifecycle
 ///   leaves its rows, and any relay (in any process) resumes them;
 /// - per-resource commit order: a pass takes only the oldest pending row of each resource
 ///   (`resource_key`), so a later event never overtakes an earlier one, even with many relays
-///   running at once (`FOR UPDATE SKIP LOCKED` keeps them off each other's rows).
+///   running at once: a pass leases the rows it claims (`lease_until`, 15 s, longer than a confirm may take), so others keep off
+///   them, and holds no transaction open while it waits for the broker's confirms.
 public final class OutboxRelay: Service, Sendable {
     let pass: RelayPass
     let logger: Logger
@@ -71,30 +72,47 @@ struct RelayPass: Sendable {
     let publishedCounter = Metrics.Counter(label: "payfleet_outbox_published_total")
     let failures = Metrics.Counter(label: "payfleet_outbox_publish_failures_total")
 
+    /// How long a claimed row is left to the relay that claimed it; past that (the relay died or
+    /// hung), any relay takes it again.
+    static let lease = "15 seconds"
+
     func run() async throws -> Int {
-        let (published, failure) = try await pool.transaction { tx -> (Int, RelayError?) in
-            // Losing this transaction's deletes in a crash only republishes confirmed events (at least
-            // once, same ids), so it need not wait for its WAL flush; the effects it relays did.
+        // 1. Claim, in a short transaction of its own: no transaction stays open while the broker
+        // confirms. Losing a claim or a delete in a crash only republishes (at least once, same
+        // ids), so neither waits for its WAL flush; the effects they relay did.
+        let rows = try await pool.transaction { tx in
             _ = try await tx.query("SET LOCAL synchronous_commit TO off", [])
-            let rows = try await tx.query("""
-                SELECT o.id, o.event_id, o.event_type, o.exchange, o.routing_key, o.resource_key, o.correlation_id, o.body
-                FROM outbox o
-                WHERE NOT EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
-                ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED
+            return try await tx.query("""
+                UPDATE outbox SET lease_until = now() + interval '\(Self.lease)'
+                WHERE id IN (
+                    SELECT o.id FROM outbox o
+                    WHERE COALESCE(o.lease_until, '-infinity') < now()
+                      AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
+                    ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                RETURNING id, event_id, event_type, exchange, routing_key, resource_key, correlation_id, body
                 """, [self.batchSize]).rows
-            guard !rows.isEmpty else { return (0, nil) }
-            let events = try rows.map { row in
-                OutboxRow(id: try row.int64("id"), eventId: try row.string("event_id"), eventType: try row.string("event_type"),
-                          exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
-                          resourceKey: try row.string("resource_key"), correlationId: try row.optionalString("correlation_id"),
-                          body: try row.string("body"))
-            }
-            let (confirmed, failure) = await self.publishAll(events)
-            if !confirmed.isEmpty {
-                // What was published for a merchant goes to its event log (`notifications`) in the
-                // transaction that deletes it from the outbox: in publish order, so per resource in
-                // commit order, and exactly once.
-                let ids = "{" + confirmed.map(String.init).joined(separator: ",") + "}"
+        }
+        guard !rows.isEmpty else { return 0 }
+        let events = try rows.map { row in
+            OutboxRow(id: try row.int64("id"), eventId: try row.string("event_id"), eventType: try row.string("event_type"),
+                      exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
+                      resourceKey: try row.string("resource_key"), correlationId: try row.optionalString("correlation_id"),
+                      body: try row.string("body"))
+        }.sorted { $0.id < $1.id }
+
+        // 2. Publish, confirms pipelined.
+        let (confirmed, failure) = await publishAll(events)
+
+        // 3. What was confirmed leaves the outbox; a merchant's event goes to its event log
+        // (`notifications`) in the same statement: in publish order, so per resource in commit
+        // order, and exactly once. What was not is released for the next pass.
+        if !confirmed.isEmpty {
+            let ids = "{" + confirmed.sorted().map(String.init).joined(separator: ",") + "}"
+            try await pool.transaction { tx in
+                // Published already: waiting a while for a row another relay's claim holds is
+                // better than failing and publishing the whole batch again.
+                _ = try await tx.query("SET LOCAL synchronous_commit TO off", [])
+                _ = try await tx.query("SET LOCAL lock_timeout TO '60s'", [])
                 _ = try await tx.query("""
                     WITH published AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)
                     INSERT INTO notifications (event_id, merchant_id, event_type, resource_key, body, created_at)
@@ -103,14 +121,16 @@ struct RelayPass: Sendable {
                     ORDER BY id
                     """, [ids, Exchanges.events, self.clock.now])
             }
-            return (confirmed.count, failure)
         }
-        publishedCounter.increment(by: published)
+        publishedCounter.increment(by: confirmed.count)
         if let failure {
+            let unconfirmed = Set(events.map(\.id)).subtracting(confirmed)
+            let ids = "{" + unconfirmed.sorted().map(String.init).joined(separator: ",") + "}"
+            _ = try? await pool.query("UPDATE outbox SET lease_until = NULL WHERE id = ANY($1::bigint[])", [ids])
             failures.increment()
             throw failure
         }
-        return published
+        return confirmed.count
     }
 
     /// Publishes every row at once (pipelined confirms). Returns the ids the broker confirmed,

@@ -49,6 +49,11 @@ public struct ParkedMessage: Sendable {
                     "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-delivery-count"] {
             properties.headers[key] = nil
         }
+        // The operator re-publishes as itself; a message the broker parked still names its sender.
+        if let sender = properties.userId {
+            if properties.headers[FleetHeaders.publisher] == nil { properties.headers[FleetHeaders.publisher] = .string(sender) }
+            properties.userId = nil
+        }
         return properties
     }
 

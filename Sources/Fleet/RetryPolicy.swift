@@ -33,6 +33,9 @@ public enum FleetHeaders {
     public static let parkedQueue = "x-parked-queue"
     public static let parkedAt = "x-parked-at"
     public static let parkedBy = "x-parked-by"
+    /// The broker user a command came from, when the fleet re-publishes it as itself (retry,
+    /// parking, replay); believed only on messages the fleet's own users published.
+    public static let publisher = "x-payfleet-publisher"
 }
 
 /// Exchange names of CONTRACT §1 and `topology/definitions.json`.

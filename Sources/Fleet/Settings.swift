@@ -27,6 +27,9 @@ public struct ConnectionOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env PAYFLEET_LOG_LEVEL).")
     public var logLevel: String = environment("PAYFLEET_LOG_LEVEL") ?? "info"
 
+    @Option(name: .customLong("log-format"), help: "json (one object per line: time, level, label, message, trace_id, command_id, merchant_id, ...) or text, for a terminal (env PAYFLEET_LOG_FORMAT).")
+    public var logFormat: String = environment("PAYFLEET_LOG_FORMAT") ?? "json"
+
     public init() {}
 
     /// The topology this process declares at start.
@@ -55,6 +58,12 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("max-retries"), help: "Retries through the delay queues before a command is parked (env PAYFLEET_MAX_RETRIES).")
     public var maxRetries: Int = Int(environment("PAYFLEET_MAX_RETRIES") ?? "") ?? 5
 
+    @Option(name: .customLong("max-message-bytes"), help: "Commands over this many bytes are rejected unread (env PAYFLEET_MAX_MESSAGE_BYTES; the broker's own max_message_size is 1 MiB).")
+    public var maxMessageBytes: Int = Int(environment("PAYFLEET_MAX_MESSAGE_BYTES") ?? "") ?? CommandWorker.defaultMaxMessageBytes
+
+    @Option(name: .customLong("fleet-broker-user"), parsing: .singleValue, help: "A broker user of the fleet's own processes, trusted as internal and believed when it re-publishes for another sender; repeatable (env PAYFLEET_FLEET_BROKER_USERS, comma-separated; this process's own user always is).")
+    public var fleetBrokerUsers: [String] = (environment("PAYFLEET_FLEET_BROKER_USERS") ?? "").split(separator: ",").map(String.init)
+
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
     public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
 
@@ -65,19 +74,19 @@ public struct WorkerOptions: ParsableArguments, Sendable {
         guard maxRate >= 0 else { throw ValidationError("--max-rate must be >= 0") }
         guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
         guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }
+        guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be >= 1024") }
         guard shutdownTimeout >= 1 else { throw ValidationError("--shutdown-timeout must be >= 1") }
     }
 }
 
-/// Logging for every executable: one line per event on standard error, at the chosen level.
+/// Logging for every executable: one line per event on standard error, at the chosen level, as
+/// JSON (default) or text (`FleetLogHandler`).
 public enum FleetLogging {
-    public static func bootstrap(level: String, label: String) -> Logger {
+    public static func bootstrap(level: String, label: String, format: String = environment("PAYFLEET_LOG_FORMAT") ?? "json") -> Logger {
         let parsed = Logger.Level(rawValue: level.lowercased()) ?? .info
-        LoggingSystem.bootstrap { name in
-            var handler = StreamLogHandler.standardError(label: name)
-            handler.logLevel = parsed
-            return handler
-        }
+        let format = LogFormat(rawValue: format.lowercased()) ?? .json
+        LoggingSystem.bootstrap({ name, provider in FleetLogHandler(label: name, level: parsed, format: format, metadataProvider: provider) },
+                                metadataProvider: LogContext.provider)
         return Logger(label: label)
     }
 }

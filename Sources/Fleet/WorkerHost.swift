@@ -54,7 +54,7 @@ public protocol WorkerSetup: Sendable {
 public enum WorkerHost {
     public static func run(_ setup: some WorkerSetup, options: WorkerOptions, clock: WallClock = .system) async throws {
         let name = setup.name
-        let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: name)
+        let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: name, format: options.connections.logFormat)
         FleetMetrics.bootstrap()
         let topology = try options.connections.topology()
         let url = try AMQPURL(options.connections.amqpURL)
@@ -84,7 +84,11 @@ public enum WorkerHost {
             checks.insert(.amqp("broker", connection), at: 0)
             worker = CommandWorker(queue: queue, consumer: connection, publisher: publisher, pool: pool, relay: relay,
                                    retry: RetryPolicy(maxRetries: options.maxRetries), concurrency: options.concurrency,
-                                   maxRate: options.maxRate > 0 ? options.maxRate : nil, clock: clock, logger: logger)
+                                   maxRate: options.maxRate > 0 ? options.maxRate : nil, clock: clock,
+                                   policy: PublisherPolicy(fleetUsers: Set([url.user] + options.fleetBrokerUsers),
+                                                           directory: BrokerUserDirectory(pool: pool),
+                                                           reservedQueues: Set(topology.queues.map(\.name))),
+                                   maxMessageBytes: options.maxMessageBytes, logger: logger)
                 .handling(assembly.handlers)
         }
         let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: checks + assembly.readiness,

@@ -1,4 +1,5 @@
 import AMQP
+import BrokerAdmin
 import Contract
 import Crypto
 import Fleet
@@ -23,11 +24,14 @@ public struct IngressApp: Sendable {
     let broker: AMQPConnection
     let replies: ReplyWaiter
     let relay: OutboxRelay
+    let brokerUsers: BrokerUsers
     let adminTokenHash: [UInt8]
     /// The secret channels sign `notify` bodies with (HMAC-SHA256); nil when none is configured.
     let channelSecret: [UInt8]?
     let replyTimeout: Duration
     let logger: Logger
+    /// API keys that matched no merchant lately: answered 401 without a lookup.
+    let unknownKeys = ExpiringSet(ttl: .seconds(60), capacity: 50_000)
     let merchants = MerchantStore()
     let payments = PaymentStore()
     let idempotency = HTTPIdempotencyStore()
@@ -37,30 +41,36 @@ public struct IngressApp: Sendable {
 
     /// Runs the ingress until SIGTERM/SIGINT.
     public static func run(options: IngressOptions) async throws {
-        let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: "payfleet-ingress")
+        let logger = FleetLogging.bootstrap(level: options.connections.logLevel, label: "payfleet-ingress", format: options.connections.logFormat)
         FleetMetrics.bootstrap()
         let topology = try options.connections.topology()
         let pool = PostgresPool(configuration: try PostgresConfiguration(url: options.connections.databaseURL),
                                 size: options.databasePoolSize, logger: logger)
         let redis = try RedisClient(url: options.connections.redisURL, poolSize: 2, logger: logger)
+        let amqpURL = try AMQPURL(options.connections.amqpURL)
         let broker = AMQPConnection(configuration: AMQPConfiguration(
-            url: try AMQPURL(options.connections.amqpURL), connectionName: "payfleet-ingress", confirms: true,
-            consumes: [ConsumeSpec(queue: directReplyTo, noAck: true)], topology: topology), logger: logger)
+            url: amqpURL, connectionName: "payfleet-ingress", confirms: true,
+            consumes: [ConsumeSpec(queue: directReplyTo, noAck: true)], topology: topology,
+            confirmTimeout: .milliseconds(options.confirmTimeoutMilliseconds)), logger: logger)
+        var publicURL = options.publicAMQPURL.isEmpty ? amqpURL : try AMQPURL(options.publicAMQPURL)
+        publicURL.vhost = amqpURL.vhost
+        let brokerUsers = BrokerUsers(management: try RabbitManagement(url: options.managementURL, credentials: amqpURL),
+                                      publicURL: publicURL, pool: pool)
         let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
-                             relay: OutboxRelay(pool: pool, publisher: broker, logger: logger),
+                             relay: OutboxRelay(pool: pool, publisher: broker, logger: logger), brokerUsers: brokerUsers,
                              adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken.utf8))),
                              channelSecret: options.channelSecret.isEmpty ? nil : Array(options.channelSecret.utf8),
                              replyTimeout: .milliseconds(options.replyTimeoutMilliseconds), logger: logger)
 
-        let router = Router()
-        router.middlewares.add(MetricsMiddleware())
-        router.middlewares.add(LogRequestsMiddleware(.debug))
-        router.middlewares.add(RateLimitHeadersMiddleware())
-        app.addRoutes(to: router)
-        app.addRulebookRoutes(to: router)
-        app.addLifecycleRoutes(to: router)
-        app.addMoneyOutRoutes(to: router)
-        HealthRoutes.add(to: router, checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)])
+        let router = app.router(checks: [.amqp("broker", broker), .postgres(pool), .redis(redis)],
+                                unauthenticatedPerMinute: options.unauthenticatedPerMinute)
+        if options.printRoutes {
+            for route in router.routes { print("\(route.method.rawValue) \(route.path)") }
+            await broker.close()
+            await redis.close()
+            await pool.close()
+            return
+        }
         let server = Application(router: router,
                                  configuration: .init(address: .hostname(options.httpHost, port: options.httpPort),
                                                       serverName: "payfleet-ingress"),
@@ -89,7 +99,33 @@ public struct IngressApp: Sendable {
         }
     }
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    /// Every route, behind the middlewares every answer passes: metrics, request logs, the edge
+    /// (documented errors only), the unauthenticated limit, rate-limit headers.
+    func router(checks: [ReadinessCheck], unauthenticatedPerMinute: Int) -> Router<IngressContext> {
+        let router = Router(context: IngressContext.self)
+        let catalog = RouteCatalog()
+        router.middlewares.add(MetricsMiddleware())
+        // Spans through swift-distributed-tracing: no-ops unless a tracer is bootstrapped.
+        router.middlewares.add(TracingMiddleware())
+        router.middlewares.add(LogRequestsMiddleware(.debug))
+        router.middlewares.add(EdgeMiddleware(routes: catalog, logger: logger))
+        router.middlewares.add(UnauthenticatedLimitMiddleware(limit: unauthenticatedPerMinute))
+        router.middlewares.add(RateLimitHeadersMiddleware())
+        addRoutes(to: router)
+        addRulebookRoutes(to: router)
+        addLifecycleRoutes(to: router)
+        addMoneyOutRoutes(to: router)
+        addBrokerRoutes(to: router)
+        HealthRoutes.add(to: router, checks: checks)
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
+        catalog.set(router.routes.map { ("\($0.path)", $0.method.rawValue) })
+        return router
+    }
+
+    func addRoutes(to router: Router<IngressContext>) {
         let api = router.group("api/v1")
         api.post("admin/merchants") { request, context in try await self.createMerchant(request) }
         api.post("payments") { request, context in try await self.createPayment(request) }
@@ -156,7 +192,7 @@ public struct IngressApp: Sendable {
         case .failure(let failure): throw Problem.invalid(failure)
         }
         let requestHash = MessageIds.sha256Hex("\(route)|\(try CanonicalJSON.encode(payload))")
-        let traceparent = request.headers[HTTPField.Name("traceparent")!]
+        let traceparent = Self.traceparent(request)
         let respondAsync = Self.prefersAsync(request)
         return try await idempotent(merchantId: merchant.merchantId, key: key, requestHash: requestHash) {
             let command = CloudEvent(id: MessageIds.newCommandId(), type: type, source: "/payfleet/ingress",
@@ -176,7 +212,8 @@ public struct IngressApp: Sendable {
         let message = AMQPMessage(exchange: Exchanges.commands, routingKey: command.type, body: Array(try CanonicalJSON.encode(command).utf8),
                                   properties: AMQPProperties(contentType: CloudEvent<T>.contentType, persistent: true,
                                                              messageId: command.id, type: command.type,
-                                                             replyTo: waitForReply ? Self.directReplyTo : nil, timestamp: Date()),
+                                                             replyTo: waitForReply ? Self.directReplyTo : nil, timestamp: Date(),
+                                                             headers: command.traceparent.map { ["traceparent": .string($0)] } ?? [:]),
                                   mandatory: true)
         do {
             let outcome = try await broker.publish(message)
@@ -184,7 +221,9 @@ public struct IngressApp: Sendable {
         } catch {
             replies.forget(command.id)
             logger.warning("command not confirmed by the broker", metadata: ["command": "\(command.id)", "error": "\(error)"])
-            throw Problem(.serviceUnavailable, "broker_unavailable", "the command was not accepted; retry with the same Idempotency-Key")
+            var problem = Problem(.serviceUnavailable, "broker_unavailable", "the command was not accepted; retry with the same Idempotency-Key")
+            problem.headers[.retryAfter] = "1"
+            throw problem
         }
         guard waitForReply, let reply = await replies.wait(for: command.id, timeout: replyTimeout) else { return accepted }
         return try OutcomeResponse.make(fromEvent: reply)
@@ -233,10 +272,14 @@ public struct IngressApp: Sendable {
         guard let token = Self.bearerToken(request) else {
             throw Problem(.unauthorized, "unauthenticated", "send Authorization: Bearer <api key>")
         }
-        guard token.hasPrefix("sk_"), token.count < 200,
-              let merchant = try await MerchantCache(redis: redis).merchant(apiKeyHash: MessageIds.sha256Hex(token), load: {
-                  try await self.pool.withConnection { try await self.merchants.authenticate(apiKey: token, on: $0) }
-              }) else {
+        let hash = MessageIds.sha256Hex(token)
+        guard token.hasPrefix("sk_"), token.count < 200, !unknownKeys.contains(hash) else {
+            throw Problem(.unauthorized, "unauthenticated", "unknown API key")
+        }
+        guard let merchant = try await MerchantCache(redis: redis).merchant(apiKeyHash: hash, load: {
+            try await self.pool.withConnection { try await self.merchants.authenticate(apiKey: token, on: $0) }
+        }) else {
+            unknownKeys.insert(hash)
             throw Problem(.unauthorized, "unauthenticated", "unknown API key")
         }
         let rate = try await RateLimiter(redis: redis).hit(merchantId: merchant.merchantId, perMinute: merchant.tier.policy.apiRequestsPerMinute)
@@ -279,6 +322,12 @@ public struct IngressApp: Sendable {
         return key
     }
 
+    /// The request's W3C trace continued (a new span id), or a new trace: every command carries one
+    /// into its events. A malformed header is ignored.
+    static func traceparent(_ request: Request) -> String {
+        request.headers[HTTPField.Name("traceparent")!].flatMap(TraceContext.valid).map(TraceContext.child) ?? TraceContext.new()
+    }
+
     static func prefersAsync(_ request: Request) -> Bool {
         request.headers[values: HTTPField.Name("Prefer")!].contains { $0.lowercased().contains("respond-async") }
     }
@@ -295,6 +344,10 @@ public struct IngressApp: Sendable {
             buffer = try await request.collectBody(upTo: Self.maxBodyBytes)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw Problem(.contentTooLarge, "body_too_large", "the body is over \(Self.maxBodyBytes / 1024) KiB")
+        }
+        guard !JSONDepth.exceeds(buffer.readableBytesView) else {
+            throw Problem(.badRequest, "invalid_request", "the body nests deeper than \(JSONDepth.limit) levels",
+                          errors: [FieldError("$", "nests deeper than \(JSONDepth.limit) levels")])
         }
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))

@@ -23,6 +23,21 @@ public struct IngressOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("database-pool-size"), help: "PostgreSQL connections (env PAYFLEET_DATABASE_POOL_SIZE).")
     public var databasePoolSize: Int = Int(environment("PAYFLEET_DATABASE_POOL_SIZE") ?? "") ?? 16
 
+    @Option(name: .customLong("confirm-timeout-ms"), help: "How long a command route waits for the broker's publisher confirm before answering 503 (env PAYFLEET_CONFIRM_TIMEOUT_MS).")
+    public var confirmTimeoutMilliseconds: Int = Int(environment("PAYFLEET_CONFIRM_TIMEOUT_MS") ?? "") ?? 5_000
+
+    @Option(name: .customLong("management-url"), help: "RabbitMQ management API, for making broker users; credentials from the AMQP URL unless given here (env PAYFLEET_MANAGEMENT_URL).")
+    public var managementURL: String = environment("PAYFLEET_MANAGEMENT_URL") ?? "http://127.0.0.1:15672"
+
+    @Option(name: .customLong("public-amqp-url"), help: "The broker address handed out with new broker credentials, without credentials (env PAYFLEET_PUBLIC_AMQP_URL; default: the ingress's own broker address).")
+    public var publicAMQPURL: String = environment("PAYFLEET_PUBLIC_AMQP_URL") ?? ""
+
+    @Option(name: .customLong("unauthenticated-per-minute"), help: "Answers of 401 a client address may get in a minute before its requests get 429 for the rest of it (env PAYFLEET_UNAUTHENTICATED_PER_MINUTE).")
+    public var unauthenticatedPerMinute: Int = Int(environment("PAYFLEET_UNAUTHENTICATED_PER_MINUTE") ?? "") ?? 60
+
+    @Flag(name: .customLong("print-routes"), help: "Print every route (METHOD /path) and exit; the OpenAPI document must list the same.")
+    public var printRoutes = false
+
     public init() {}
 
     public mutating func validate() throws {
@@ -34,5 +49,7 @@ public struct IngressOptions: ParsableArguments, Sendable {
             throw ValidationError("a channel secret must have at least 16 characters (--channel-secret or PAYFLEET_CHANNEL_SECRET)")
         }
         guard replyTimeoutMilliseconds >= 0 else { throw ValidationError("--reply-timeout-ms must be >= 0") }
+        guard unauthenticatedPerMinute >= 1 else { throw ValidationError("--unauthenticated-per-minute must be >= 1") }
+        guard confirmTimeoutMilliseconds >= 100 else { throw ValidationError("--confirm-timeout-ms must be >= 100") }
     }
 }

@@ -13,7 +13,7 @@ import Store
 /// (CONTRACT §4). Commands go through `commandRoute` like payments do; the channels' `notify`
 /// is signed instead of authenticated.
 extension IngressApp {
-    func addLifecycleRoutes(to router: Router<BasicRequestContext>) {
+    func addLifecycleRoutes(to router: Router<IngressContext>) {
         let api = router.group("api/v1")
         api.post("merchant/pre-auth") { request, _ in try await self.createPreAuth(request) }
         api.post("merchant/pre-auth/capture") { request, _ in try await self.capture(request) }
@@ -169,7 +169,8 @@ extension IngressApp {
         }
         let key = "notify:" + MessageIds.sha256Hex(String(decoding: body, as: UTF8.self)).prefix(40)
         let command = CloudEvent(id: MessageIds.newCommandId(), type: "payment.complete", source: "/payfleet/ingress/notify/\(channel)",
-                                 time: Timestamp.format(Date()), merchantId: owner.merchantId, idempotencyKey: key, data: result)
+                                 time: Timestamp.format(Date()), merchantId: owner.merchantId, idempotencyKey: key,
+                                 traceparent: Self.traceparent(request), data: result)
         _ = try await send(command, respondAsync: true, accepted: Self.json(.ok, #"{"received":true}"#))
         return Self.json(.ok, try CanonicalJSON.encode(["received": "true", "payment_no": result.paymentNo])).response
     }

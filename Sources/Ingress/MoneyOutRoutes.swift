@@ -12,7 +12,7 @@ import Store
 /// The read side merchants use every day, and money out (CONTRACT §4): orders, batch queries,
 /// the event log, settlements and payment exports.
 extension IngressApp {
-    func addMoneyOutRoutes(to router: Router<BasicRequestContext>) {
+    func addMoneyOutRoutes(to router: Router<IngressContext>) {
         let api = router.group("api/v1")
         api.get("orders/:order_no") { request, context in
             try await self.getOrder(request, orderNo: try context.parameters.require("order_no"))
@@ -184,6 +184,7 @@ extension IngressApp {
         case .failure(let failure): throw Problem.invalid(failure)
         }
         let route = "POST /api/v1/merchant/payments/export"
+        let traceparent = Self.traceparent(request)
         let requestHash = MessageIds.sha256Hex("\(route)|\(try CanonicalJSON.encode(export))")
         return try await idempotent(merchantId: merchant.merchantId, key: key, requestHash: requestHash) {
             let taskId = ExportTask.id(merchantId: merchant.merchantId, idempotencyKey: key)
@@ -191,7 +192,8 @@ extension IngressApp {
                 try await ExportStore().create(taskId: taskId, merchantId: merchant.merchantId, request: export, at: Date(), on: $0)
             }
             let command = CloudEvent(id: MessageIds.newCommandId(), type: "export.run", source: "/payfleet/ingress", time: Timestamp.format(Date()),
-                                     merchantId: merchant.merchantId, idempotencyKey: "export:\(taskId)", data: ExportRunRequest(taskId: taskId))
+                                     merchantId: merchant.merchantId, idempotencyKey: "export:\(taskId)",
+                                     traceparent: traceparent, data: ExportRunRequest(taskId: taskId))
             let accepted = Self.json(.accepted, try CanonicalJSON.encode(["task_id": task.taskId, "status": task.status.rawValue]),
                                      location: "/api/v1/merchant/exports/\(taskId)")
             return try await self.send(command, respondAsync: true, accepted: accepted)

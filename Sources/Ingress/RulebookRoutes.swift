@@ -12,7 +12,7 @@ import Store
 /// at once: a blacklist entry applies to the very next payment, and workers reload the routing
 /// table within about a second.
 extension IngressApp {
-    func addRulebookRoutes(to router: Router<BasicRequestContext>) {
+    func addRulebookRoutes(to router: Router<IngressContext>) {
         let api = router.group("api/v1")
         api.get("merchant") { request, _ in
             Self.json(.ok, try CanonicalJSON.encode(try await self.authenticate(request))).response

@@ -8,8 +8,12 @@ import CLibPQ
 /// anything libpq accepts is accepted and anything else throws.
 ///
 /// Defaults added unless given: `client_encoding=UTF8` (rows are decoded as UTF-8),
-/// `connect_timeout=10` (a connect never waits forever), and `-c DateStyle=ISO` in `options` (so
-/// `PostgresRow.date(_:)` can read timestamps whatever the server's default is).
+/// `connect_timeout=10` (a connect never waits forever), TCP keepalives (idle 30 s, then every
+/// 10 s, 3 misses: a dead peer is noticed in about a minute), and in `options`: `DateStyle=ISO` (so
+/// `PostgresRow.date(_:)` can read timestamps whatever the server's default is), and the session
+/// timeouts `statement_timeout=60s`, `lock_timeout=10s`, `idle_in_transaction_session_timeout=60s`
+/// (no statement, lock wait or forgotten transaction holds a connection forever). Settings given
+/// in the URL's `options` come later and win; a session may change its own (`SET LOCAL`).
 public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     /// The libpq keywords and values, in libpq's order, defaults included.
     public private(set) var parameters: [(keyword: String, value: String)]
@@ -33,9 +37,15 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
         self.parameters = parameters
         if self["client_encoding"] == nil { self["client_encoding"] = "UTF8" }
         if self["connect_timeout"] == nil { self["connect_timeout"] = "10" }
-        // Ours first: a DateStyle the caller set in `options` comes later and wins.
-        self["options"] = "-c DateStyle=ISO" + (self["options"].map { " " + $0 } ?? "")
+        for (keyword, value) in [("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3")]
+        where self[keyword] == nil {
+            self[keyword] = value
+        }
+        // Ours first: a setting the caller gave in `options` comes later and wins.
+        self["options"] = Self.sessionDefaults + (self["options"].map { " " + $0 } ?? "")
     }
+
+    static let sessionDefaults = "-c DateStyle=ISO -c statement_timeout=60s -c lock_timeout=10s -c idle_in_transaction_session_timeout=60s"
 
     /// A libpq keyword's value, e.g. `configuration["host"]`; set to change or add one.
     public subscript(keyword: String) -> String? {

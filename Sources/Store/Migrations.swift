@@ -431,12 +431,33 @@ public enum Migrations {
         -- Chunks are written once, read once or twice and dropped within a day: not compressed.
         ALTER TABLE export_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
         """),
+        Migration(version: 7, name: "hardening: broker users, unique event ids in the outbox, retention indexes", sql: """
+        -- Broker users made through RabbitMQ's management API: bound to one merchant, or internal
+        -- (merchant_id NULL: acts for every merchant). The password is never stored.
+        CREATE TABLE broker_users (
+            username    text PRIMARY KEY,
+            merchant_id text,
+            created_by  text NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX broker_users_merchant ON broker_users (merchant_id);
+        -- An event id names one merchant's (or the system's) command and event type: one row each.
+        CREATE UNIQUE INDEX outbox_event_id ON outbox (event_id);
+        -- The relay leases the rows it publishes instead of holding a transaction while it waits
+        -- for the broker's confirms; an expired lease (the relay died) frees them for any relay.
+        ALTER TABLE outbox ADD COLUMN lease_until timestamptz;
+        -- Retention: the clock prunes inbox rows and HTTP idempotency keys by age.
+        CREATE INDEX inbox_created ON inbox (created_at);
+        CREATE INDEX http_idempotency_created ON http_idempotency (created_at);
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.
     @discardableResult
     public static func apply(to pool: PostgresPool, logger: Logger) async throws -> [Int] {
         try await pool.transaction { connection in
+            // A migration may build an index over a big table: no session timeout applies to it.
+            try await connection.execute(simple: "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
             _ = try await connection.query("SELECT pg_advisory_xact_lock(7270001)", [])
             try await connection.execute(simple: """
                 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -9,7 +9,7 @@ import Store
 /// Publishes one command with a publisher confirm, and prints its id.
 func publishCommand<T: Codable & Sendable>(_ type: String, merchantId: String?, key: String, data: T,
                                            _ connections: ConnectionOptions) async throws {
-    let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet")
+    let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet", format: connections.logFormat)
     let broker = try await Broker.connect(connections, logger: logger, confirms: true)
     let command = CloudEvent(id: MessageIds.newCommandId(), type: type, source: "/payfleet/cli", time: Timestamp.format(Date()),
                              merchantId: merchantId, idempotencyKey: key, data: data)

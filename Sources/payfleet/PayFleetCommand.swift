@@ -14,7 +14,7 @@ struct PayFleetCommand: AsyncParsableCommand {
         commandName: "payfleet",
         abstract: "Operate a PayFleet deployment: schema, topology, parked messages, tiers, routing, the risk blacklist, settlement and archive.",
         subcommands: [Migrate.self, Topology.self, Parked.self, Schedule.self, MerchantCommand.self, RoutingCommand.self, RiskCommand.self,
-                      FXCommand.self, SettleCommand.self, ArchiveCommand.self, CalendarCommand.self])
+                      FXCommand.self, SettleCommand.self, ArchiveCommand.self, CalendarCommand.self, BrokerUserCommand.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -38,7 +38,7 @@ struct Topology: AsyncParsableCommand {
         @OptionGroup var connections: ConnectionOptions
 
         func run() async throws {
-            let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet")
+            let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet", format: connections.logFormat)
             let topology = try connections.topology()
             let broker = try await Broker.connect(connections, logger: logger)
             try await broker.declare(topology)
@@ -70,7 +70,7 @@ struct Parked: AsyncParsableCommand {
     /// the rest to the queue when the connection closes.
     static func scan(_ connections: ConnectionOptions, limit: Int,
                      _ body: (AMQPConnection, [ParkedMessage]) async throws -> Void) async throws {
-        let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet")
+        let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet", format: connections.logFormat)
         let broker = try await Broker.connect(connections, logger: logger, confirms: true)
         var entries: [ParkedMessage] = []
         while entries.count < limit, let delivery = try await broker.get(queue: Exchanges.parkedQueue, noAck: false) {

@@ -11,7 +11,7 @@ import Store
 
 /// Opens a pool for one CLI command and closes it after.
 func withDatabase<T: Sendable>(_ connections: ConnectionOptions, _ body: (PostgresPool) async throws -> T) async throws -> T {
-    let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet")
+    let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "payfleet", format: connections.logFormat)
     let pool = PostgresPool(configuration: try PostgresConfiguration(url: connections.databaseURL), size: 1, logger: logger)
     do {
         let value = try await body(pool)

@@ -131,6 +131,23 @@ import Testing
         await connection.close()
     }
 
+    @Test func aConfirmThatDoesNotComeInTimeIsAnError() async throws {
+        // A deadline of zero has passed before the broker can answer: the publish fails with
+        // confirmTimeout instead of waiting (the ingress turns that into 503). The connection
+        // stays usable, and a late confirm resolves nothing.
+        let strict = AMQPConnection(configuration: AMQPConfiguration(url: Broker.url, connectionName: Broker.unique("deadline"),
+                                                                     confirms: true, confirmTimeout: .zero), logger: Broker.logger)
+        try await strict.waitUntilConnected(timeout: .seconds(10))
+        let queue = Broker.unique("deadline")
+        _ = try await strict.declareQueue(AMQPQueueDeclaration(name: queue, durable: false, exclusive: false, autoDelete: true))
+        await #expect(throws: AMQPError.confirmTimeout) { _ = try await strict.publish(to: queue, Self.body(1)) }
+        await #expect(throws: AMQPError.confirmTimeout) { _ = try await strict.publish(to: queue, Self.body(2)) }
+        #expect(try await eventually { try await strict.declareQueuePassive(queue).messageCount == 2 },
+                "the broker took both: a timeout says only that no confirm came in time")
+        try await strict.deleteQueue(queue)
+        await strict.close()
+    }
+
     @Test func propertiesAndHeadersRoundTrip() async throws {
         let queue = Broker.unique("properties")
         let connection = try await Broker.connected(Broker.unique("properties"), confirms: true)
@@ -140,6 +157,7 @@ import Testing
             contentType: "application/cloudevents+json", persistent: true, messageId: "msg-1",
             type: "payment.create", correlationId: "corr-1", replyTo: "payfleet.replies",
             timestamp: Date(timeIntervalSince1970: 1_700_000_000), expiration: "60000", appId: "payfleet-tests",
+            userId: try AMQPURL(TestEnvironment.amqpURL).user,
             headers: [
                 "string": "héllo", "int": .int(-42), "big": .int(Int64.max), "bool": true, "double": 2.5,
                 "void": .void,
@@ -155,11 +173,12 @@ import Testing
         #expect(delivery.exchange == "")
         connection.ack(delivery)
 
-        // Defaults survive too: no optional property set, transient, no headers.
+        // Defaults survive too: no optional property set, transient, no headers; the connection
+        // stamps its user, so a consumer can tell who sent it.
         #expect(try await connection.publish(to: queue, []) == .acked)
         let plain = try #require(try await connection.get(queue: queue, noAck: true))
         #expect(plain.body.isEmpty)
-        #expect(plain.properties == AMQPProperties())
+        #expect(plain.properties == AMQPProperties(userId: try AMQPURL(TestEnvironment.amqpURL).user))
         #expect(try await connection.get(queue: queue, noAck: true) == nil)
 
         try await connection.deleteQueue(queue)

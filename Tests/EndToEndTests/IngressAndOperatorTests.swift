@@ -32,10 +32,15 @@ extension EndToEnd {
         let (ingress, base) = try await Self.ingress(replyTimeoutMs: 3_000)
         defer { ingress.stop() }
         let pool = try TestEnvironment.postgres(size: 1)
-        let (_, apiKey) = try await Fixtures.merchant(pool)
+        let (merchant, apiKey) = try await Fixtures.merchant(pool)
         let headers = ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json", "Idempotency-Key": "in-flight"]
         async let first = HTTP.post("\(base)/api/v1/payments", headers: headers, body: Self.body())
-        try await Task.sleep(for: .milliseconds(500))
+        // The second request goes once the first holds the key (not after a guessed delay: on a
+        // loaded machine the first may take longer to get there).
+        #expect(try await eventually {
+            try await pool.query("SELECT 1 FROM http_idempotency WHERE merchant_id = $1 AND idempotency_key = 'in-flight' AND state = 'in_flight'",
+                                 [merchant.merchantId]).rows.count == 1
+        })
         let second = try await HTTP.post("\(base)/api/v1/payments", headers: headers, body: Self.body())
         #expect(second.status == 409)
         #expect(second.json["code"] as? String == "idempotency_key_in_use")

@@ -24,7 +24,7 @@ import Testing
         #expect(received.count == 4)
         #expect(Set(received.map(\.eventId)).count == 1, "every duplicate re-emits the first outcome's event id")
         #expect(received.allSatisfy { $0.type == "ledger.posted" })
-        #expect(received.first?.eventId == MessageIds.eventId(commandId: first.id, type: "ledger.posted"))
+        #expect(received.first?.eventId == MessageIds.eventId(merchantId: merchant, commandId: first.id, type: "ledger.posted"))
         #expect(try await harness.effects(account: account).count == 1)
         await events.close()
         await harness.close()
@@ -51,7 +51,10 @@ import Testing
     @Test func outcomeIsSentToReplyTo() async throws {
         let harness = try await RuntimeHarness()
         let replies = try await TestEnvironment.amqp("reply listener", confirms: false)
-        let replyQueue = try await replies.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true, autoDelete: true, arguments: [:])).name
+        // A queue the sender owns: named with its broker user and a dot.
+        let user = try AMQPURL(TestEnvironment.amqpURL).user
+        let replyQueue = try await replies.declareQueue(AMQPQueueDeclaration(name: TestEnvironment.unique("\(user).replies"), durable: false,
+                                                                             exclusive: true, autoDelete: true, arguments: [:])).name
         _ = try await replies.consume(ConsumeSpec(queue: replyQueue, noAck: true))
         let command = harness.command(account: TestEnvironment.unique("acct"))
         try await harness.send(command, replyTo: replyQueue)

@@ -90,7 +90,8 @@ final class PaymentHarness: Sendable {
         settings = await PaymentSettings(postgres: pool, redis: redis, logger: TestEnvironment.logger)
         let steps = Authorization(context: context, settings: settings)
         let worker = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
-                                   retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, clock: clock, logger: TestEnvironment.logger)
+                                   retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, clock: clock,
+                               policy: try TestEnvironment.publisherPolicy(pool), logger: TestEnvironment.logger)
             .handling(AuthorizeHandler(steps: steps))
         tasks = [Task { try? await worker.run() }, Task { try? await relay.run() }]
     }

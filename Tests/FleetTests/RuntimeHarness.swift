@@ -125,7 +125,8 @@ final class RuntimeHarness: Sendable {
         consumer = try await TestEnvironment.amqp("harness consumer", confirms: false, prefetch: 16, consumes: [ConsumeSpec(queue: queue)])
         relay = OutboxRelay(pool: pool, publisher: publisher, clock: clock, logger: TestEnvironment.logger)
         worker = CommandWorker(queue: queue, consumer: consumer, publisher: publisher, pool: pool, relay: relay,
-                               retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, clock: clock, logger: TestEnvironment.logger)
+                               retry: RetryPolicy(maxRetries: maxRetries), concurrency: 4, clock: clock,
+                               policy: try TestEnvironment.publisherPolicy(pool), logger: TestEnvironment.logger)
             .handling(LedgerHandler(pool: pool))
             .handling(SweepHandler())
         let worker = self.worker, relay = self.relay

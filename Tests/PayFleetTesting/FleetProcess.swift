@@ -96,6 +96,15 @@ public final class FleetProcess: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// Waits up to `timeout` for the process to exit by itself (a command that prints and ends);
+    /// returns its exit status, or nil (and kills it) if it did not.
+    @discardableResult
+    public func waitForExit(timeout: Duration = .seconds(60)) async -> Int32? {
+        let exited = await eventually(timeout: timeout) { !self.process.isRunning }
+        if !exited { kill9(); return nil }
+        return process.terminationStatus
+    }
+
     /// Waits until `GET http://127.0.0.1:<port>/readyz` answers 200.
     public func waitUntilReady(port: Int, timeout: Duration = .seconds(60)) async throws {
         let ready = await eventually(timeout: timeout, every: .milliseconds(200)) {

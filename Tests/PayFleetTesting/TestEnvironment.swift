@@ -1,4 +1,5 @@
 import AMQP
+import Fleet
 import Foundation
 import Logging
 import Postgres
@@ -44,14 +45,22 @@ public enum TestEnvironment {
         try RedisClient(url: redisURL, poolSize: poolSize, logger: logger)
     }
 
-    /// A connected AMQP connection (confirms on by default).
+    /// A connected AMQP connection (confirms on by default), as the test stack's user unless `url`
+    /// names another; `stampsUserId: false` publishes without `user_id`.
     public static func amqp(_ name: String, confirms: Bool = true, prefetch: UInt16 = 0,
-                            consumes: [ConsumeSpec] = []) async throws -> AMQPConnection {
-        let connection = AMQPConnection(configuration: AMQPConfiguration(url: try AMQPURL(amqpURL), connectionName: name,
-                                                                         confirms: confirms, prefetch: prefetch, consumes: consumes),
+                            consumes: [ConsumeSpec] = [], url: String? = nil, stampsUserId: Bool = true) async throws -> AMQPConnection {
+        let connection = AMQPConnection(configuration: AMQPConfiguration(url: try AMQPURL(url ?? amqpURL), connectionName: name,
+                                                                         confirms: confirms, prefetch: prefetch, consumes: consumes,
+                                                                         stampsUserId: stampsUserId),
                                         logger: logger)
         try await connection.waitUntilConnected(timeout: .seconds(15))
         return connection
+    }
+
+    /// The policy a worker of the test stack runs with: the stack's user is the fleet's own.
+    public static func publisherPolicy(_ pool: PostgresPool) throws -> PublisherPolicy {
+        PublisherPolicy(fleetUsers: [try AMQPURL(amqpURL).user], directory: BrokerUserDirectory(pool: pool),
+                        reservedQueues: Set(try TopologyFile.load(explicitPath: topologyPath).queues.map(\.name)))
     }
 
     /// A fresh unique name for a test's own queues, merchants and keys.

@@ -41,9 +41,12 @@ import Testing
         #expect(a == Identifiers.paymentNo(merchantId: "mch_1", idempotencyKey: "k"))
         #expect(a != Identifiers.paymentNo(merchantId: "mch_2", idempotencyKey: "k"))
         #expect(a.hasPrefix("pay_") && a.count == 30)
-        let event = MessageIds.eventId(commandId: "c1", type: "payment.succeeded")
-        #expect(event == MessageIds.eventId(commandId: "c1", type: "payment.succeeded"))
-        #expect(event != MessageIds.eventId(commandId: "c1", type: "payment.failed"))
+        let event = MessageIds.eventId(merchantId: "mch_1", commandId: "c1", type: "payment.succeeded")
+        #expect(event == MessageIds.eventId(merchantId: "mch_1", commandId: "c1", type: "payment.succeeded"))
+        #expect(event != MessageIds.eventId(merchantId: "mch_1", commandId: "c1", type: "payment.failed"))
+        // Publishers choose command ids: two merchants' equal ids must not give one event id.
+        #expect(event != MessageIds.eventId(merchantId: "mch_2", commandId: "c1", type: "payment.succeeded"))
+        #expect(event != MessageIds.eventId(merchantId: nil, commandId: "c1", type: "payment.succeeded"))
         #expect(event.count == 36)
         #expect(!Identifiers.newMerchantId().contains("."))
     }
@@ -52,5 +55,13 @@ import Testing
         #expect(EventRouting.routingKey(type: "payment.succeeded", merchantId: "mch_1") == "m.mch_1.payment.succeeded")
         #expect(EventRouting.routingKey(type: "command.rejected", merchantId: nil) == "sys.command.rejected")
         #expect(EventRouting.routingKey(type: "command.rejected", merchantId: "a.b") == "sys.command.rejected")
+    }
+
+    @Test func jsonDepthIsMeasuredWithoutParsing() {
+        #expect(!JSONDepth.exceeds(Array(#"{"a":[{"b":{"c":1}}]}"#.utf8)))
+        #expect(JSONDepth.exceeds(Array((String(repeating: "[", count: 33) + String(repeating: "]", count: 33)).utf8)))
+        #expect(!JSONDepth.exceeds(Array(("\"" + String(repeating: "[", count: 100) + "\"").utf8)), "brackets in a string do not count")
+        #expect(!JSONDepth.exceeds(Array(#"{"s":"\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#.utf8)), "nor after an escaped quote")
+        #expect(JSONDepth.exceeds(Array(String(repeating: "[", count: 1_000_000).utf8)))
     }
 }

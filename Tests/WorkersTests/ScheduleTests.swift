@@ -17,6 +17,8 @@ import Workers
         // Archive runs weekly on Mondays 00:00 UTC: 2026-12-02 is a Wednesday.
         #expect(Self.tasks["archive.run"]!.slot(at: Self.at("2026-12-02T12:00:00Z")) == Self.at("2026-11-30T00:00:00Z"))
         #expect(Self.tasks["export.cleanup"]!.slot(at: Self.at("2026-12-02T12:34:56Z")) == Self.at("2026-12-02T12:00:00Z"))
+        #expect(Self.tasks["retention.prune"]!.slot(at: Self.at("2026-12-02T12:34:56Z")) == Self.at("2026-12-02T12:30:00Z"))
+        #expect(Self.tasks["retention.prune"]!.slot(at: Self.at("2026-12-02T12:29:59Z")) == Self.at("2026-12-02T11:30:00Z"))
     }
 
     @Test func aFirstRunRunsTheCurrentSlotOnly() {

@@ -24,7 +24,7 @@ usage() {
     sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
 }
 
-STATE="$PAYFLEET_REPO/.state/local"
+STATE="${PAYFLEET_STATE_DIR:-$PAYFLEET_REPO/.state/local}"
 APPS_ONLY=0
 WIPE=0
 while (($# > 0)); do

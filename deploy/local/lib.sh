@@ -169,6 +169,8 @@ start_rabbitmq() {
         echo "listeners.tcp.default = 127.0.0.1:$amqp_port"
         echo "load_definitions = $PAYFLEET_REPO/topology/definitions.json"
         echo "loopback_users = none"
+        echo "# Commands are small; a 2 MiB publish is refused by the broker itself."
+        echo "max_message_size = 1048576"
         if [[ -n "$mgmt_port" ]]; then
             echo "management.tcp.ip = 127.0.0.1"
             echo "management.tcp.port = $mgmt_port"

@@ -26,7 +26,8 @@
 #   cookie), PAYFLEET_RABBITMQ_ENV (source it to run rabbitmqctl on the node),
 #   PAYFLEET_PG_BIN (psql, pgbench), PAYFLEET_BIN_DIR (the debug executables),
 #   PAYFLEET_ADMIN_TOKEN (unless already set).
-# Ports can be moved with PAYFLEET_TEST_{AMQP,DIST,EPMD,PG,REDIS}_PORT.
+#   PAYFLEET_MANAGEMENT_URL (RabbitMQ's management API, for broker users).
+# Ports can be moved with PAYFLEET_TEST_{AMQP,DIST,EPMD,PG,REDIS,MGMT}_PORT.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,6 +49,7 @@ DIST_PORT=${PAYFLEET_TEST_DIST_PORT:-25673}
 EPMD_PORT=${PAYFLEET_TEST_EPMD_PORT:-4370}
 PG_PORT=${PAYFLEET_TEST_PG_PORT:-5433}
 REDIS_PORT=${PAYFLEET_TEST_REDIS_PORT:-6380}
+MGMT_PORT=${PAYFLEET_TEST_MGMT_PORT:-15673}
 NODE=payfleet-test@localhost
 CHAOS_FILTER=${PAYFLEET_CHAOS_FILTER:-[Cc]haos|FleetWide}
 STARTED=$SECONDS
@@ -103,12 +105,13 @@ mkdir -p "$STATE"
 trap stop_test_stack EXIT
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
-start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT"
+start_servers "$STATE" "$AMQP_PORT" "$DIST_PORT" "$NODE" "$MGMT_PORT" "$EPMD_PORT" "$PG_PORT" "$REDIS_PORT"
 log "stack up ($(elapsed))"
 
 export PAYFLEET_AMQP_URL="amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F"
 export PAYFLEET_DATABASE_URL="postgres://payfleet:payfleet@127.0.0.1:$PG_PORT/payfleet"
 export PAYFLEET_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export PAYFLEET_MANAGEMENT_URL="http://127.0.0.1:$MGMT_PORT"
 export PAYFLEET_RABBITMQ_NODE=$NODE
 export PAYFLEET_RABBITMQ_HOME="$STATE/rabbitmq/home"
 export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
@@ -129,6 +132,8 @@ PYENV="$PAYFLEET_REPO/.state/pyenv"
 [[ -x "$PYENV/bin/python" ]] || run python3 -m venv "$PYENV"
 run "$PYENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml rfc3339-validator
 run "$PYENV/bin/python" topology/check.py
+# The ingress serves topology/openapi.yaml as JSON, generated into Sources/Ingress/OpenAPIDocument.swift.
+run "$PYENV/bin/python" topology/openapi.py --check
 log "done ($(elapsed))"
 
 section "migrate and apply the topology"

@@ -37,6 +37,7 @@
 # Stop everything with deploy/local/down.sh. Logs: .state/local/logs/.
 #
 # Settings (environment; defaults in brackets):
+#   PAYFLEET_STATE_DIR [.state/local]: a second stack needs its own, and its own ports
 #   PAYFLEET_HTTP_PORT [8080]  PAYFLEET_AMQP_PORT [5672]  PAYFLEET_AMQP_DIST_PORT [25672]
 #   PAYFLEET_MGMT_PORT [15672] PAYFLEET_EPMD_PORT [4369]  PAYFLEET_RABBITMQ_NODE [payfleet@localhost]
 #   PAYFLEET_PG_PORT [5432]    PAYFLEET_REDIS_PORT [6379] PAYFLEET_HEALTH_PORT_BASE [9101]
@@ -60,7 +61,7 @@ usage() {
 
 # ---------------------------------------------------------------- settings
 
-STATE="$PAYFLEET_REPO/.state/local"
+STATE="${PAYFLEET_STATE_DIR:-$PAYFLEET_REPO/.state/local}"
 PID_DIR="$STATE/pids"
 LOG_DIR="$STATE/logs"
 
@@ -80,6 +81,7 @@ export PAYFLEET_HTTP_PORT=$HTTP_PORT
 export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F}
 export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:$PG_PORT/payfleet}
 export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+export PAYFLEET_MANAGEMENT_URL=${PAYFLEET_MANAGEMENT_URL:-http://127.0.0.1:$MGMT_PORT}
 export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
 # Drain time on SIGTERM: within the supervisors' 9 s and down.sh's 10 s.
 export PAYFLEET_SHUTDOWN_TIMEOUT=${PAYFLEET_SHUTDOWN_TIMEOUT:-8}

@@ -17,9 +17,23 @@ public struct ArchiveOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("archive-slice-seconds"), help: "How long one delivery archives before it hands the rest of the run to a follow-up command (env PAYFLEET_ARCHIVE_SLICE_SECONDS).")
     public var sliceSeconds: Int = Int(environment("PAYFLEET_ARCHIVE_SLICE_SECONDS") ?? "") ?? 60
 
+    @Option(name: .customLong("inbox-retention-days"), help: "Days a command's inbox row (its idempotency record) is kept; a redelivery after that is taken as a new command (env PAYFLEET_INBOX_RETENTION_DAYS).")
+    public var inboxRetentionDays: Int = Int(environment("PAYFLEET_INBOX_RETENTION_DAYS") ?? "") ?? 7
+
+    @Option(name: .customLong("http-idempotency-hours"), help: "Hours an HTTP Idempotency-Key record is kept (env PAYFLEET_HTTP_IDEMPOTENCY_HOURS; CONTRACT: 24).")
+    public var httpIdempotencyHours: Int = Int(environment("PAYFLEET_HTTP_IDEMPOTENCY_HOURS") ?? "") ?? 24
+
+    @Option(name: .customLong("prune-batch"), help: "Rows per table one retention.prune delivery deletes before it hands on to a follow-up (env PAYFLEET_PRUNE_BATCH).")
+    public var pruneBatch: Int = Int(environment("PAYFLEET_PRUNE_BATCH") ?? "") ?? 10_000
+
+    @OptionGroup public var sandbox: SandboxFlag
+
     public init() {}
 
     public mutating func validate() throws {
+        guard inboxRetentionDays >= 1 else { throw ValidationError("--inbox-retention-days must be >= 1") }
+        guard httpIdempotencyHours >= 24 else { throw ValidationError("--http-idempotency-hours must be >= 24 (CONTRACT keeps keys 24 h)") }
+        guard (1...1_000_000).contains(pruneBatch) else { throw ValidationError("--prune-batch must be 1...1000000") }
         guard (0...60_000).contains(pauseMilliseconds) else { throw ValidationError("--archive-pause-ms must be 0...60000") }
         guard (1...1_200).contains(sliceSeconds) else { throw ValidationError("--archive-slice-seconds must be 1...1200 (well inside RabbitMQ's consumer_timeout)") }
         _ = try tables()
@@ -52,7 +66,7 @@ public struct ArchiveOptions: ParsableArguments, Sendable {
     }
 }
 
-/// `payfleet-archive`: consumes `payfleet.archive` (`archive.run`).
+/// `payfleet-archive`: consumes `payfleet.archive` (`archive.run`, `retention.prune`).
 public struct ArchiveWorker: WorkerSetup {
     public let name = "payfleet-archive"
     public let queue: String? = "payfleet.archive"
@@ -63,6 +77,7 @@ public struct ArchiveWorker: WorkerSetup {
     public func assemble(_ environment: WorkerEnvironment) async throws -> WorkerAssembly {
         var assembly = WorkerAssembly()
         assembly.handle(ArchiveHandler(pool: environment.postgres, clock: environment.clock, options: options, logger: environment.logger))
+        assembly.handle(RetentionHandler(clock: environment.clock, options: options, logger: environment.logger))
         return assembly
     }
 }

@@ -19,6 +19,8 @@ import Store
 ///   `invalid_state`. The same notify twice is a duplicate of one command.
 public struct CompleteHandler: CommandHandler {
     public let commandType = "payment.complete"
+    /// Sent by the fleet only (the ingress, after checking the channel's signature): a merchant's own broker user may not.
+    public let merchantsMaySend = false
     let context: PaymentContext
     let pending: PendingPayments
     let payments = PaymentStore()

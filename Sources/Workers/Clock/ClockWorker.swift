@@ -29,13 +29,16 @@ public struct ClockOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("export-cleanup-interval"), help: "Seconds between export cleanups (env PAYFLEET_EXPORT_CLEANUP_INTERVAL).")
     public var exportCleanup: Int64 = Int64(environment("PAYFLEET_EXPORT_CLEANUP_INTERVAL") ?? "") ?? 3_600
 
+    @Option(name: .customLong("retention-interval"), help: "Seconds between retention.prune runs, which forget old inbox rows and HTTP idempotency keys; at half past the hour by default (env PAYFLEET_RETENTION_INTERVAL).")
+    public var retention: Int64 = Int64(environment("PAYFLEET_RETENTION_INTERVAL") ?? "") ?? 3_600
+
     public init() {}
 
     public mutating func validate() throws {
         guard tick >= 1 else { throw ValidationError("--tick must be >= 1") }
         guard lease >= 2 * tick else { throw ValidationError("--lease must be at least twice --tick") }
         for (name, value) in [("timeout-sweep", timeoutSweep), ("expiry-sweep", expirySweep), ("settlement", settlement),
-                              ("archive", archive), ("export-cleanup", exportCleanup)] where value < 1 {
+                              ("archive", archive), ("export-cleanup", exportCleanup), ("retention", retention)] where value < 1 {
             throw ValidationError("--\(name)-interval must be >= 1 second")
         }
         guard settlementCatchUp >= 1 else { throw ValidationError("--settlement-catch-up must be >= 1") }
@@ -43,7 +46,7 @@ public struct ClockOptions: ParsableArguments, Sendable {
 
     public var tasks: [ScheduledTask] {
         ScheduledTask.standard(timeoutSweep: timeoutSweep, expirySweep: expirySweep, settlement: settlement, archive: archive,
-                               exportCleanup: exportCleanup, settlementCatchUp: settlementCatchUp)
+                               exportCleanup: exportCleanup, retention: retention, settlementCatchUp: settlementCatchUp)
     }
 }
 

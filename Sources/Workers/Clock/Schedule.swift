@@ -56,7 +56,8 @@ extension ScheduledTask {
 
     /// RULES "Scheduler", with the intervals from the clock's options.
     public static func standard(timeoutSweep: Int64 = 5 * minute, expirySweep: Int64 = 30 * minute, settlement: Int64 = day,
-                                archive: Int64 = 7 * day, exportCleanup: Int64 = hour, settlementCatchUp: Int = 7) -> [ScheduledTask] {
+                                archive: Int64 = 7 * day, exportCleanup: Int64 = hour, retention: Int64 = hour,
+                                settlementCatchUp: Int = 7) -> [ScheduledTask] {
         [
             ScheduledTask(name: "payment.timeout", every: timeoutSweep, catchUp: 1),
             ScheduledTask(name: "preauth.expire", every: expirySweep, catchUp: 1),
@@ -66,6 +67,7 @@ extension ScheduledTask {
             },
             ScheduledTask(name: "archive.run", every: archive, offset: archive % (7 * day) == 0 ? monday : 0, catchUp: 1),
             ScheduledTask(name: "export.cleanup", every: exportCleanup, catchUp: 1),
+            ScheduledTask(name: "retention.prune", every: retention, offset: 30 * minute, catchUp: 1),
         ]
     }
 }

@@ -14,6 +14,8 @@ import Store
 public struct ExpireHandler: CommandHandler {
     public let commandType = "preauth.expire"
     public let scope = CommandScope.system
+    /// A merchant's own broker user may sweep its own merchant's resources (a test clock).
+    public let merchantsMaySend = true
     let context: PaymentContext
     let sweep: Sweep
     let closing: ClosingHolds

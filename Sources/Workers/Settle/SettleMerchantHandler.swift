@@ -18,6 +18,8 @@ import Store
 /// later can still fall on the settled day. A day with no activity creates no settlement.
 public struct SettleMerchantHandler: CommandHandler {
     public let commandType = "settlement.merchant"
+    /// Sent by the fleet only (the daily fan-out): a merchant's own broker user may not.
+    public let merchantsMaySend = false
     let clock: WallClock
     let options: SettleOptions
     let configuration: Configuration

@@ -16,6 +16,8 @@ import Store
 public struct TimeoutHandler: CommandHandler {
     public let commandType = "payment.timeout"
     public let scope = CommandScope.system
+    /// A merchant's own broker user may sweep its own merchant's resources (a test clock).
+    public let merchantsMaySend = true
     let context: PaymentContext
     let timeout: TimeInterval
     let sweep: Sweep
