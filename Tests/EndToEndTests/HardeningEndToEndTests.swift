@@ -265,6 +265,25 @@ extension EndToEnd {
         await pool.close()
     }
 
+    @Test func withRedisAwayMerchantRoutesAnswer503WithRetryAfter() async throws {
+        // An ingress whose Redis is not there (nothing listens on port 1).
+        let port = FleetProcess.freePort()
+        let ingress = try FleetProcess("payfleet-ingress", environment: ["PAYFLEET_HTTP_PORT": "\(port)", "PAYFLEET_ADMIN_TOKEN": Self.adminToken,
+                                                                        "PAYFLEET_REDIS_URL": "redis://127.0.0.1:1/0"])
+        defer { ingress.stop() }
+        #expect(try await eventually { (try? await HTTP.get("http://127.0.0.1:\(port)/healthz"))?.status == 200 })
+        let pool = try TestEnvironment.postgres(size: 1)
+        let (_, apiKey) = try await Fixtures.merchant(pool)
+        let reply = try await HTTP.get("http://127.0.0.1:\(port)/api/v1/merchant", headers: ["Authorization": "Bearer \(apiKey)"])
+        #expect(reply.status == 503)
+        #expect(reply.json["code"] as? String == "service_unavailable")
+        #expect(reply.header("Retry-After") == "5")
+        #expect(reply.header("Content-Type") == "application/problem+json")
+        let ready = try await HTTP.get("http://127.0.0.1:\(port)/readyz")
+        #expect(ready.status == 503, "readiness says why")
+        await pool.close()
+    }
+
     @Test func logLinesCannotBeForged() async throws {
         let fleet = try await Self.start()
         defer { fleet.stop() }
