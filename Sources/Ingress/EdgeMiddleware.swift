@@ -63,15 +63,21 @@ final class RouteCatalog: Sendable {
         routes.withLock { $0 = described.map { ($0.path.split(separator: "/"), $0.method) } }
     }
 
+    /// The methods of the routes the router would pick for `path`. Like the router's trie, a
+    /// literal segment wins over a parameter (`/orders/batch` is not `/orders/{order_no}`).
     func methods(for path: String) -> [String] {
         let segments = path.split(separator: "/")
         let matching = routes.withLock { routes in
-            routes.filter { route in
-                route.segments.count == segments.count
-                    && zip(route.segments, segments).allSatisfy { pattern, segment in pattern.hasPrefix("{") || pattern == segment }
-            }.map(\.method)
+            routes.compactMap { route -> (literal: [Bool], method: String)? in
+                guard route.segments.count == segments.count,
+                      zip(route.segments, segments).allSatisfy({ pattern, segment in pattern.hasPrefix("{") || pattern == segment }) else {
+                    return nil
+                }
+                return (route.segments.map { !$0.hasPrefix("{") }, route.method)
+            }
         }
-        return Array(Set(matching)).sorted()
+        guard let best = matching.map(\.literal).max(by: { $0.lexicographicallyPrecedes($1) { !$0 && $1 } }) else { return [] }
+        return Array(Set(matching.filter { $0.literal == best }.map(\.method))).sorted()
     }
 }
 

@@ -315,9 +315,11 @@ public struct IngressApp: Sendable {
             throw Problem(.badRequest, "idempotency_key_missing", "this route needs an Idempotency-Key header (1-255 characters)",
                           errors: [FieldError("Idempotency-Key", "is required")])
         }
-        guard key.count <= 255, TextRules.isPrintable(key) else {
-            throw Problem(.badRequest, "invalid_request", "Idempotency-Key must be 1-255 printable characters",
-                          errors: [FieldError("Idempotency-Key", "must be 1-255 printable characters")])
+        // An HTTP structured-field string: printable ASCII only (a header's other bytes have no
+        // one reading).
+        guard key.utf8.count <= 255, key.unicodeScalars.allSatisfy({ (0x20...0x7E).contains($0.value) }) else {
+            throw Problem(.badRequest, "invalid_request", "Idempotency-Key must be 1-255 printable ASCII characters",
+                          errors: [FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")])
         }
         return key
     }

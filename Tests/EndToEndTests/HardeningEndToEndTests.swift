@@ -211,6 +211,9 @@ extension EndToEnd {
         let wrongMethod = try await HTTP.request("DELETE", "\(fleet.base)/api/v1/payments", headers: [:], body: nil)
         #expect(wrongMethod.status == 405 && wrongMethod.json["code"] as? String == "method_not_allowed")
         #expect(wrongMethod.header("Allow") == "POST")
+        // A literal segment wins over a parameter, as in the router: /orders/batch is not an order.
+        let batch = try await HTTP.request("OPTIONS", "\(fleet.base)/api/v1/orders/batch", headers: [:], body: nil)
+        #expect(batch.status == 405 && batch.header("Allow") == "POST")
     }
 
     @Test func aFloodOfBadKeysIsLimitedPerAddress() async throws {
