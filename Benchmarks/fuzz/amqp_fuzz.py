@@ -57,7 +57,8 @@ def malformed(rng, merchant):
         depth = rng.choice([40, 1000, 100_000])
         body = json.dumps(envelope(rng, merchant, ctype, {})).replace('"data": {}', '"data": ' + "[" * depth + "]" * depth).encode()
     elif kind == "control_chars":
-        nasty = "".join(chr(rng.choice([0, 1, 7, 8, 10, 13, 27, 0x7f, 0x85, 0x2028, 0xfeff])) for _ in range(rng.randint(1, 60)))
+        nasty = "".join(chr(rng.choice([0, 1, 7, 8, 10, 13, 27, 0x7f, 0x85, 0x2028, 0xfeff])) for _ in range(rng.randint(0, 60)))
+        nasty += chr(rng.choice([0, 1, 7, 8, 10, 13, 27]))  # at least one C0 control: never a valid id
         data = dict(valid_payment, order_no=nasty, subject=nasty + '\n{"level":"error"}')
         body = json.dumps(envelope(rng, merchant + nasty, ctype, data, id="fz-" + nasty)).encode()
     elif kind == "unknown_type":
@@ -69,9 +70,11 @@ def malformed(rng, merchant):
         for field in rng.sample(["specversion", "id", "type", "source", "data"], rng.randint(1, 3)):
             env.pop(field, None)
         body = json.dumps(env).encode()
-    else:  # bad_envelope
+    else:  # bad_envelope: one attribute made invalid (every value here is refused for its field)
         env = envelope(rng, merchant, ctype, valid_payment)
-        env[rng.choice(["specversion", "merchantid", "idempotencykey", "id"])] = rng.choice(["2.0", "", "a.b", "x" * 300, 7])
+        field, values = rng.choice([("specversion", ["2.0", "", 1]), ("merchantid", ["a.b", "x" * 300, 7]),
+                                    ("idempotencykey", ["", "x" * 300, "\u0000"]), ("id", ["", "x" * 300, 7])])
+        env[field] = rng.choice(values)
         body = json.dumps(env).encode()
     # An unknown type on a known routing key is fine for every kind: the routing key is what routes.
     return ctype, kind, body
@@ -91,7 +94,8 @@ def main():
 
     connection = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
     channel = connection.channel()
-    channel.confirm_delivery()
+    # No publisher confirms: a blocking client waits for each one (about 100 a second). A message
+    # the broker lost would show up as missing below: the check only errs on the side of failing.
     user = pika.URLParameters(args.amqp_url).credentials.username
     parked_before = channel.queue_declare("payfleet.parked", passive=True).method.message_count
 

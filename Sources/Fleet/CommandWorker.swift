@@ -408,13 +408,36 @@ public final class CommandWorker: Service, Sendable {
             return await park(delivery, reason: "duplicate of a command whose stored outcome is unreadable")
         }
         do {
-            let outcome = try await publisher.publish(EventMessage.make(row, at: clock.now))
-            guard outcome == .acked else { throw RelayError.notConfirmed(row.eventId, "\(outcome)") }
+            try await publishPatiently(EventMessage.make(row, at: clock.now))
             await reply(to: delivery, with: row)
             consumer.ack(delivery)
         } catch {
             logger.warning("could not re-emit a duplicate's outcome; requeueing", metadata: ["error": "\(error)"])
             consumer.reject(delivery, requeue: true)
+        }
+    }
+
+    /// How long the runtime keeps trying a publish of its own (a retry, a parking, a duplicate's
+    /// outcome) while the broker is away, before it hands the delivery back.
+    static let publishPatience: Duration = .seconds(30)
+
+    /// Publishes with a confirm; while the publisher is away (reconnecting after a broker restart)
+    /// or the confirm does not come, tries again with backoff for up to `publishPatience`. Without
+    /// this, a delivery requeued at once comes straight back while the broker restarts, and its
+    /// delivery limit runs out: the broker would park it without a reason or an outcome.
+    private func publishPatiently(_ message: AMQPMessage) async throws {
+        let deadline = ContinuousClock.now + Self.publishPatience
+        var pause: Duration = .milliseconds(250)
+        while true {
+            do {
+                let outcome = try await publisher.publish(message)
+                guard outcome == .acked else { throw RelayError.notConfirmed(message.properties.messageId ?? "?", "\(outcome)") }
+                return
+            } catch {
+                guard ContinuousClock.now + pause < deadline else { throw error }
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(4))
+            }
         }
     }
 
@@ -510,8 +533,7 @@ public final class CommandWorker: Service, Sendable {
         properties.headers[FleetHeaders.retryReason] = .string(String(reason.prefix(500)))
         let message = AMQPMessage(exchange: Exchanges.retry, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
         do {
-            let outcome = try await publisher.publish(message)
-            guard outcome == .acked else { throw RelayError.notConfirmed(delivery.properties.messageId ?? "?", "\(outcome)") }
+            try await publishPatiently(message)
             metrics.retried.increment()
             consumer.ack(delivery)
         } catch {
@@ -539,10 +561,10 @@ public final class CommandWorker: Service, Sendable {
         let properties = ParkedMessage.parking(policy.republishing(delivery.properties), reason: reason, queue: queue, at: clock.now, by: source)
         let message = AMQPMessage(exchange: Exchanges.parking, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
         do {
-            let outcome = try await publisher.publish(message)
-            guard outcome == .acked else { throw RelayError.notConfirmed(delivery.properties.messageId ?? "?", "\(outcome)") }
+            try await publishPatiently(message)
             consumer.ack(delivery)
         } catch {
+            logger.error("could not park with a reason; the broker's dead-letter route parks it", metadata: ["error": "\(error)"])
             consumer.reject(delivery, requeue: false)
         }
     }
