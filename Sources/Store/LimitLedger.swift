@@ -1,3 +1,4 @@
+import Foundation
 import Payments
 import Redis
 
@@ -81,9 +82,26 @@ public struct LimitLedger: Sendable {
         """)
 
     static let releaseScript = RedisScript("""
-        -- KEYS: reservation record. ARGV: the current day window key, the current month window key.
+        -- KEYS: reservation record. ARGV: the current day window key, the current month window key,
+        -- and optionally what the durable record gives back, the day and month window keys that
+        -- counted it, the record ttl.
         -- Gives what was not captured back to the windows that counted it, if they are still current.
         local r = redis.call('HMGET', KEYS[1], 'state', 'amount', 'captured', 'day', 'month')
+        if r[1] == false and ARGV[3] then
+            -- The record is gone (lost with Redis, or past its ttl) while the counters still hold
+            -- the reservation (rebuilt from PostgreSQL, which counted it: a rebuild waits for every
+            -- reserving transaction): give back what the durable record gives back, once.
+            local back = tonumber(ARGV[3])
+            for i = 1, 2 do
+                local key = ARGV[3 + i]
+                if back > 0 and key == ARGV[i] and redis.call('EXISTS', key) == 1 then
+                    redis.call('SET', key, math.max(tonumber(redis.call('GET', key)) - back, 0), 'KEEPTTL')
+                end
+            end
+            redis.call('HSET', KEYS[1], 'state', 'released')
+            redis.call('EXPIRE', KEYS[1], ARGV[6])
+            return 2
+        end
         if r[1] ~= 'reserved' then return 0 end
         local back = tonumber(r[2]) - tonumber(r[3] or '0')
         for i = 4, 5 do
@@ -207,11 +225,20 @@ public struct LimitLedger: Sendable {
     /// Releases a reservation (failed, cancelled, expired, timed out): gives back what was not
     /// captured, to the windows that counted it if they are still current (`windows`: now's).
     /// A no-op unless it is currently reserved. Returns true when the reservation was released.
+    ///
+    /// `recorded`: what the durable record gives back (`limit_entries`) and when the reservation
+    /// was counted. When the reservation's record is gone (Redis lost it and the counters were
+    /// rebuilt from PostgreSQL, or it outlived its ttl) but the counters still hold it, that amount
+    /// is given back instead, once; without it such a release would leave the counter too high.
     @discardableResult
-    public func release(merchantId: String, reservationKey: String, windows: LimitWindows) async throws -> Bool {
-        let reply = try await redis.eval(Self.releaseScript, keys: [Self.reservationKey(merchantId, reservationKey)],
-                                         args: windowKeys(merchantId, windows))
-        return reply.int == 1
+    public func release(merchantId: String, reservationKey: String, windows: LimitWindows,
+                        recorded: (amount: Int64, countedAt: Date)? = nil) async throws -> Bool {
+        var args = windowKeys(merchantId, windows)
+        if let recorded {
+            args += [String(recorded.amount)] + windowKeys(merchantId, LimitWindows(at: recorded.countedAt)) + [String(reservationTTLSeconds)]
+        }
+        let reply = try await redis.eval(Self.releaseScript, keys: [Self.reservationKey(merchantId, reservationKey)], args: args)
+        return reply.int == 1 || reply.int == 2
     }
 
     /// A refund gives `amount` back to the windows that counted the payment (`paymentWindows`),

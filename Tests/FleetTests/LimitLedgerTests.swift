@@ -77,6 +77,34 @@ import Testing
         await redis.close()
     }
 
+    @Test func aReleaseWhoseRecordRedisLostGivesBackWhatTheDurableRecordSays() async throws {
+        // Redis lost everything: the counters were rebuilt from PostgreSQL (which counted the
+        // hold), but the hold's reservation record is gone. Before this, the release gave nothing
+        // back and the counter stayed 1,000 too high for the rest of the month.
+        let redis = try TestEnvironment.redis()
+        let ledger = LimitLedger(redis: redis)
+        let merchant = TestEnvironment.unique("mch")
+        #expect(try await ledger.load(merchantId: merchant, windows: windows, day: 1_500, month: 2_500))
+        let now = Date()
+        #expect(try await ledger.release(merchantId: merchant, reservationKey: "hold", windows: windows, recorded: (1_000, now)))
+        var usage = try await ledger.usage(merchantId: merchant, windows: windows)
+        #expect(usage.day == 500 && usage.month == 1_500)
+        #expect(try await !ledger.release(merchantId: merchant, reservationKey: "hold", windows: windows, recorded: (1_000, now)),
+                "given back once")
+        // Counted yesterday: today's window never counted it, this month's did.
+        let yesterday = now.addingTimeInterval(-86_400)
+        if LimitWindows(at: yesterday).month == windows.month {
+            #expect(try await ledger.release(merchantId: merchant, reservationKey: "older", windows: windows, recorded: (100, yesterday)))
+            usage = try await ledger.usage(merchantId: merchant, windows: windows)
+            #expect(usage.day == 500 && usage.month == 1_400)
+        }
+        // Without the durable amount (a command that may never have reserved), nothing changes.
+        #expect(try await !ledger.release(merchantId: merchant, reservationKey: "never", windows: windows))
+        usage = try await ledger.usage(merchantId: merchant, windows: windows)
+        #expect(usage.day == 500)
+        await redis.close()
+    }
+
     @Test func countersRedisDoesNotHoldAreNotGuessedAsZero() async throws {
         let redis = try TestEnvironment.redis()
         let ledger = LimitLedger(redis: redis)

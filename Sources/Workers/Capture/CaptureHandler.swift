@@ -82,9 +82,11 @@ public struct CaptureHandler: CommandHandler {
                                             captureKey: command.idempotencyKey)
         var effects: [PostgresStatement] = []
         if capture.released > 0 {
-            try await context.ledger.release(merchantId: before.merchantId, reservationKey: stored.limitKey, windows: LimitWindows(at: now))
+            let releasedBase = stored.amountBase - after.capturedBase
+            try await context.ledger.release(merchantId: before.merchantId, reservationKey: stored.limitKey, windows: LimitWindows(at: now),
+                                             recorded: (releasedBase, stored.countedAt))
             effects.append(LimitRecord.entry(.release, merchantId: before.merchantId, limitKey: stored.limitKey, countedAt: stored.countedAt,
-                                             amount: stored.amountBase - after.capturedBase, at: now, ref: before.preAuthNo))
+                                             amount: releasedBase, at: now, ref: before.preAuthNo))
         }
 
         let paymentNo = Identifiers.capturePaymentNo(merchantId: before.merchantId, captureKey: command.idempotencyKey)

@@ -42,8 +42,9 @@ struct ClosingHolds: Sendable {
         guard try await preAuths.update(after, from: before.status, deadline: deadline, at: now, on: tx) else {
             throw ConcurrentChange(resource: before.preAuthNo)
         }
-        try await context.ledger.release(merchantId: before.merchantId, reservationKey: stored.limitKey, windows: LimitWindows(at: now))
         let releasedBase = stored.amountBase - stored.capturedBase
+        try await context.ledger.release(merchantId: before.merchantId, reservationKey: stored.limitKey, windows: LimitWindows(at: now),
+                                         recorded: releasedBase > 0 ? (releasedBase, stored.countedAt) : nil)
         let effects = releasedBase > 0
             ? [LimitRecord.entry(.release, merchantId: before.merchantId, limitKey: stored.limitKey, countedAt: stored.countedAt,
                                  amount: releasedBase, at: now, ref: before.preAuthNo)]

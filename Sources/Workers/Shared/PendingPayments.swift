@@ -43,7 +43,7 @@ struct PendingPayments: Sendable {
         after.payment.version += 1
         after.payment.updatedAt = Timestamp.format(now)
         try await context.ledger.release(merchantId: stored.payment.merchantId, reservationKey: stored.limitKey,
-                                         windows: LimitWindows(at: now))
+                                         windows: LimitWindows(at: now), recorded: (stored.amountBase, stored.countedAt))
         guard try await payments.update(after, at: now, on: tx) else { throw ConcurrentChange(resource: stored.payment.paymentNo) }
         let entry = LimitRecord.entry(.release, merchantId: stored.payment.merchantId, limitKey: stored.limitKey,
                                       countedAt: stored.countedAt, amount: stored.amountBase, at: now, ref: stored.payment.paymentNo)
