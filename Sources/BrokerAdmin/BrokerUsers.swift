@@ -27,6 +27,15 @@ public struct BrokerUsers: Sendable {
         self.pool = pool
     }
 
+    /// From the settings the ingress and the CLI share: the fleet's own broker URL (its vhost, and
+    /// the management API's credentials unless `managementURL` has its own), the management API,
+    /// and the address handed out (empty: the fleet's own).
+    public init(amqpURL: AMQPURL, managementURL: String, publicAMQPURL: String, pool: PostgresPool) throws {
+        var publicURL = publicAMQPURL.isEmpty ? amqpURL : try AMQPURL(publicAMQPURL)
+        publicURL.vhost = amqpURL.vhost
+        self.init(management: try RabbitManagement(url: managementURL, credentials: amqpURL), publicURL: publicURL, pool: pool)
+    }
+
     /// What is shown once.
     public struct Credentials: Codable, Sendable {
         public let username: String

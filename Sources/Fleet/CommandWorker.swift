@@ -231,16 +231,17 @@ public final class CommandWorker: Service, Sendable {
         }
         // Until the sender is known to act for the envelope's merchant, a rejection goes to the
         // sender's own stream: a publisher cannot fill another merchant's stream with rejections.
-        let notify = merchantIsValid && !merchantId.isEmpty ? await senderMerchant(sender, claimed: merchantId) : await senderMerchant(sender)
+        // Looked up only for a rejection: a valid command's sender is looked up once, below.
+        let claimed = merchantIsValid && !merchantId.isEmpty ? merchantId : nil
         guard let binding else {
-            await reject(delivery, commandId: commandId, type: commandType, merchantId: notify,
+            await reject(delivery, commandId: commandId, type: commandType, merchantId: await senderMerchant(sender, claimed: claimed),
                          code: "unsupported_command", message: "\(queue) does not handle \(TextRules.forLog(envelope.type, limit: 64))",
                          errors: [], park: true)
             return
         }
         guard envelopeErrors.isEmpty else {
-            await reject(delivery, commandId: commandId, type: commandType, merchantId: notify, code: "invalid_request",
-                         message: "invalid envelope", errors: envelopeErrors, park: true)
+            await reject(delivery, commandId: commandId, type: commandType, merchantId: await senderMerchant(sender, claimed: claimed),
+                         code: "invalid_request", message: "invalid envelope", errors: envelopeErrors, park: true)
             return
         }
 

@@ -52,10 +52,8 @@ public struct IngressApp: Sendable {
             url: amqpURL, connectionName: "payfleet-ingress", confirms: true,
             consumes: [ConsumeSpec(queue: directReplyTo, noAck: true)], topology: topology,
             confirmTimeout: .milliseconds(options.confirmTimeoutMilliseconds)), logger: logger)
-        var publicURL = options.publicAMQPURL.isEmpty ? amqpURL : try AMQPURL(options.publicAMQPURL)
-        publicURL.vhost = amqpURL.vhost
-        let brokerUsers = BrokerUsers(management: try RabbitManagement(url: options.managementURL, credentials: amqpURL),
-                                      publicURL: publicURL, pool: pool)
+        let brokerUsers = try BrokerUsers(amqpURL: amqpURL, managementURL: options.managementURL,
+                                          publicAMQPURL: options.publicAMQPURL, pool: pool)
         let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
                              relay: OutboxRelay(pool: pool, publisher: broker, logger: logger), brokerUsers: brokerUsers,
                              adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken.utf8))),

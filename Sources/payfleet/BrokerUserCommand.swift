@@ -37,14 +37,12 @@ struct BrokerUserCommand: AsyncParsableCommand {
 
         func run() async throws {
             let amqpURL = try AMQPURL(connections.amqpURL)
-            var publicURL = publicAMQPURL.isEmpty ? amqpURL : try AMQPURL(publicAMQPURL)
-            publicURL.vhost = amqpURL.vhost
             let credentials = try await withDatabase(connections) { pool in
                 if let merchant, try await pool.query("SELECT 1 FROM merchants WHERE merchant_id = $1", [merchant]).rows.isEmpty {
                     throw ValidationError("no merchant \(merchant)")
                 }
-                return try await BrokerUsers(management: try RabbitManagement(url: managementURL, credentials: amqpURL), publicURL: publicURL,
-                                             pool: pool).create(merchantId: merchant, createdBy: "cli")
+                return try await BrokerUsers(amqpURL: amqpURL, managementURL: managementURL, publicAMQPURL: publicAMQPURL, pool: pool)
+                    .create(merchantId: merchant, createdBy: "cli")
             }
             print(try CanonicalJSON.encode(credentials))
         }
