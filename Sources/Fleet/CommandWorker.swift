@@ -254,7 +254,7 @@ public final class CommandWorker: Service, Sendable {
                 return
             }
         } catch {
-            await retryOrPark(delivery, attempt: attempt, reason: "looking up the sender failed: \(error)")
+            await retryOrPark(delivery, attempt: attempt, reason: "looking up the sender failed: \(error)", cause: error)
             return
         }
 
@@ -297,14 +297,15 @@ public final class CommandWorker: Service, Sendable {
                         try await prepare()
                         continue
                     } catch {
-                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason); preparing failed: \(error)", prepared: prepared)
+                        await retryOrPark(delivery, attempt: attempt, reason: "\(reason); preparing failed: \(error)", cause: error,
+                                          prepared: prepared)
                     }
                 }
                 return
             } catch {
                 logger.warning("command failed; will retry", metadata: ["queue": "\(queue)", "command_id": "\(envelope.id)",
                                                                         "attempt": "\(attempt)", "error": "\(error)"])
-                await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)", prepared: prepared)
+                await retryOrPark(delivery, attempt: attempt, reason: "error: \(error)", cause: error, prepared: prepared)
                 return
             }
         }
@@ -514,7 +515,8 @@ public final class CommandWorker: Service, Sendable {
             _ = try await pool.withConnection { try await $0.batch([statement]) }
         } catch {
             logger.warning("could not record a rejection; will retry", metadata: ["queue": "\(queue)", "error": "\(error)"])
-            return await retryOrPark(delivery, attempt: attempt(of: delivery), reason: "recording the rejection failed: \(error)")
+            return await retryOrPark(delivery, attempt: attempt(of: delivery), reason: "recording the rejection failed: \(error)",
+                                     cause: error)
         }
         relay.notify()
         await reply(to: delivery, with: row)
@@ -523,14 +525,29 @@ public final class CommandWorker: Service, Sendable {
 
     // MARK: - Retry and parking
 
-    private func retryOrPark(_ delivery: AMQPDelivery, attempt: Int, reason: String, prepared: PreparedCommand? = nil) async {
-        guard !retry.isFinal(attempt: attempt) else {
+    /// Schedules the next attempt through the delay queues, or parks the command once its retries
+    /// are spent. A store outage (`cause` matches `StoreOutage`) does not spend one: the command
+    /// keeps its attempt number and waits in growing steps (its own `x-retry-outage` count) until
+    /// the store is back, so an outage on the last attempt cannot park a good command without an
+    /// outcome.
+    private func retryOrPark(_ delivery: AMQPDelivery, attempt: Int, reason: String, cause: (any Error)? = nil,
+                             prepared: PreparedCommand? = nil) async {
+        let outage = cause.map(StoreOutage.matches) ?? false
+        guard outage || !retry.isFinal(attempt: attempt) else {
             return await park(delivery, reason: "gave up after \(attempt) retries: \(reason)", prepared: prepared)
         }
         var properties = policy.republishing(delivery.properties)
         properties.persistent = true
-        properties.headers[FleetHeaders.retryCount] = .int(Int64(attempt + 1))
-        properties.headers[FleetHeaders.retryDelay] = .string(retry.delayLevel(afterAttempt: attempt))
+        if outage {
+            let outages = retry.outages(fromHeader: delivery.properties.headers[FleetHeaders.retryOutage].flatMap(\.intValue))
+            properties.headers[FleetHeaders.retryCount] = .int(Int64(attempt))
+            properties.headers[FleetHeaders.retryOutage] = .int(Int64(outages + 1))
+            properties.headers[FleetHeaders.retryDelay] = .string(retry.delayLevel(afterAttempt: outages))
+            metrics.outageRetries.increment()
+        } else {
+            properties.headers[FleetHeaders.retryCount] = .int(Int64(attempt + 1))
+            properties.headers[FleetHeaders.retryDelay] = .string(retry.delayLevel(afterAttempt: attempt))
+        }
         properties.headers[FleetHeaders.retryReason] = .string(String(reason.prefix(500)))
         let message = AMQPMessage(exchange: Exchanges.retry, routingKey: queue, body: delivery.body, properties: properties, mandatory: true)
         do {

@@ -8,6 +8,8 @@ public struct QueueMetrics: Sendable {
     let succeeded: Metrics.Counter
     let rejected: Metrics.Counter
     let retried: Metrics.Counter
+    /// Retries because a store was away (also counted in `retried`).
+    let outageRetries: Metrics.Counter
     let parked: Metrics.Counter
     let duplicates: Metrics.Counter
     let inFlight: Metrics.Gauge
@@ -19,6 +21,7 @@ public struct QueueMetrics: Sendable {
         succeeded = Metrics.Counter(label: "payfleet_commands_succeeded_total", dimensions: dimensions)
         rejected = Metrics.Counter(label: "payfleet_commands_rejected_total", dimensions: dimensions)
         retried = Metrics.Counter(label: "payfleet_commands_retried_total", dimensions: dimensions)
+        outageRetries = Metrics.Counter(label: "payfleet_commands_outage_retries_total", dimensions: dimensions)
         parked = Metrics.Counter(label: "payfleet_commands_parked_total", dimensions: dimensions)
         duplicates = Metrics.Counter(label: "payfleet_commands_duplicate_total", dimensions: dimensions)
         inFlight = Metrics.Gauge(label: "payfleet_commands_in_flight", dimensions: dimensions)

@@ -22,6 +22,13 @@ public struct RetryPolicy: Sendable, Equatable {
     public func attempt(fromHeader value: Int64?) -> Int {
         Int(min(max(0, value ?? 0), Int64(maxRetries)))
     }
+
+    /// How many outage retries an `x-retry-outage` header claims, clamped to the delay levels'
+    /// range: it only picks the next delay (1s, 5s, … 10m), so a forged value can at worst delay
+    /// the sender's own command by ten minutes.
+    public func outages(fromHeader value: Int64?) -> Int {
+        Int(min(max(0, value ?? 0), Int64(Self.levels.count - 1)))
+    }
 }
 
 /// Header names the runtime sets on messages it moves (retry and parking).
@@ -29,6 +36,8 @@ public enum FleetHeaders {
     public static let retryCount = "x-retry-count"
     public static let retryDelay = "x-retry-delay"
     public static let retryReason = "x-retry-reason"
+    /// Retries because a store was away (`StoreOutage`); they do not count in `x-retry-count`.
+    public static let retryOutage = "x-retry-outage"
     public static let parkedReason = "x-parked-reason"
     public static let parkedQueue = "x-parked-queue"
     public static let parkedAt = "x-parked-at"

@@ -1,4 +1,5 @@
 import Contract
+import Fleet
 import Foundation
 import Hummingbird
 import HTTPTypes
@@ -44,13 +45,9 @@ struct EdgeMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    /// Redis errors, and PostgreSQL's lost connections, timeouts and refusals for load.
+    /// Any Redis error, a store outage (`StoreOutage`), or a statement that timed out.
     static func isUnavailable(_ error: any Error) -> Bool {
-        if error is RedisError { return true }
-        if let error = error as? PostgresError {
-            return error.isConnectionFailure || ["57014", "55P03", "53300", "57P01", "57P03"].contains(error.sqlState ?? "")
-        }
-        return false
+        error is RedisError || StoreOutage.matches(error) || (error as? PostgresError)?.sqlState == "57014"
     }
 }
 

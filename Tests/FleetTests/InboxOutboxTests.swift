@@ -123,6 +123,21 @@ import Testing
         await harness.close()
     }
 
+    /// An outage on the last attempt used to park a good command without an outcome.
+    @Test func aStoreOutageDoesNotSpendARetry() async throws {
+        let harness = try await RuntimeHarness(maxRetries: 0)
+        let events = try await EventSubscriber(exchange: Exchanges.events, bindingKey: "#")
+        let command = harness.command(account: TestEnvironment.unique("outage-once"), merchantId: TestEnvironment.unique("mch"))
+        try await harness.send(command)
+        #expect(try await eventually(timeout: .seconds(30)) { try await harness.effects(account: command.data.account).count == 1 })
+        #expect(try await harness.effects(account: command.data.account).first?.attempt == 0, "the outage did not count as an attempt")
+        let outcome = await events.wait(timeout: .seconds(30)) { $0.contains { $0.correlationId == command.id } }
+        #expect(EventSubscriber.distinct(outcome.filter { $0.correlationId == command.id }).map(\.type) == ["ledger.posted"])
+        #expect(try await harness.pool.query("SELECT 1 FROM fleet_test_parked WHERE command_id = $1", [command.id]).rows.isEmpty)
+        await events.close()
+        await harness.close()
+    }
+
     @Test func aRerunPreparesOutsideTheTransactionThenRunsAgainAtOnce() async throws {
         let harness = try await RuntimeHarness(maxRetries: 1)
         let once = harness.command(account: TestEnvironment.unique("rerun-once"))

@@ -19,7 +19,8 @@ struct LedgerPost: Codable, Sendable, Equatable {
 /// `retry-once` asks for a retry on the first attempt; `always-retry` always does;
 /// `throw-after-write` writes its effect and then fails (the transaction must roll back);
 /// `rerun-once` asks to be run again after a preparation (recorded in `fleet_test_prepared`) until
-/// one happened; `always-rerun` always does.
+/// one happened; `always-rerun` always does; `outage-once` loses its database connection (it
+/// terminates its own backend) the first time, as a PostgreSQL restart would.
 struct LedgerHandler: CommandHandler {
     let commandType = "ledger.post"
     let pool: PostgresPool
@@ -47,6 +48,14 @@ struct LedgerHandler: CommandHandler {
                     _ = try await pool.query("INSERT INTO fleet_test_prepared (command_id, attempt) VALUES ($1, $2)",
                                              [command.id, command.attempt])
                 }
+            }
+        }
+        if account.hasPrefix("outage-once") {
+            let outages = try await pool.query("SELECT count(*) AS n FROM fleet_test_outages WHERE command_id = $1", [command.id])
+                .rows[0].int("n")
+            if outages == 0 {
+                _ = try await pool.query("INSERT INTO fleet_test_outages (command_id) VALUES ($1)", [command.id])
+                _ = try await tx.query("SELECT pg_terminate_backend(pg_backend_pid())", [])
             }
         }
         // Written at once (not as an effect) so that a failure after it must roll it back.
@@ -114,7 +123,8 @@ final class RuntimeHarness: Sendable {
             try await tx.execute(simple: """
                 CREATE TABLE IF NOT EXISTS fleet_test_effects (command_id text, account text, amount bigint, attempt int);
                 CREATE TABLE IF NOT EXISTS fleet_test_prepared (command_id text, attempt int);
-                CREATE TABLE IF NOT EXISTS fleet_test_parked (command_id text, reason text)
+                CREATE TABLE IF NOT EXISTS fleet_test_parked (command_id text, reason text);
+                CREATE TABLE IF NOT EXISTS fleet_test_outages (command_id text)
                 """)
         }
         let topology = try TopologyFile.load(explicitPath: TestEnvironment.topologyPath)

@@ -16,7 +16,10 @@
 #   6. on a full run (no arguments) that passed, the chaos phase: tests that
 #      restart the broker, flush Redis or change fleet-wide settings, alone:
 #      PAYFLEET_CHAOS_TESTS=1 swift test --skip-build --filter '[Cc]haos|FleetWide'
-#      (PAYFLEET_CHAOS_FILTER; PAYFLEET_SKIP_CHAOS=1 skips it);
+#      (PAYFLEET_CHAOS_FILTER; PAYFLEET_SKIP_CHAOS=1 skips it), then the chaos
+#      harness's small run on its own private stack, every fault injected:
+#      Benchmarks/chaos.sh --commands 3000 --bin-dir .build/debug
+#      (PAYFLEET_CHAOS_COMMANDS; its logs go to .state/test/logs/chaos-harness);
 #   7. stops the test stack whatever happened (its logs stay in
 #      .state/test/logs until the next run) and exits with swift test's status.
 #
@@ -152,6 +155,13 @@ if ((status == 0 && $# == 0)) && [[ "${PAYFLEET_SKIP_CHAOS:-0}" != 1 ]]; then
     section "swift test: chaos phase (PAYFLEET_CHAOS_TESTS=1, --filter $CHAOS_FILTER)"
     export PAYFLEET_CHAOS_TESTS=1
     run swift test --skip-build --no-parallel --filter "$CHAOS_FILTER" || status=$?
-    log "chaos phase exited with $status ($(elapsed))"
+    log "chaos tests exited with $status ($(elapsed))"
+    if ((status == 0)); then
+        commands=${PAYFLEET_CHAOS_COMMANDS:-3000}
+        section "chaos harness: Benchmarks/chaos.sh --commands $commands (seeded load, kill -9, broker/database/cache restarts)"
+        run "$PAYFLEET_REPO/Benchmarks/chaos.sh" --commands "$commands" --bin-dir "$PAYFLEET_BIN_DIR" \
+            --out "$STATE/logs/chaos-harness" || status=$?
+        log "chaos harness exited with $status ($(elapsed))"
+    fi
 fi
 exit "$status"
