@@ -44,8 +44,8 @@ public struct ParkedMessage: Sendable {
     /// broker's dead-letter records removed, so the replay starts with a fresh retry budget.
     public var replayProperties: AMQPProperties {
         var properties = delivery.properties
-        for key in [FleetHeaders.retryCount, FleetHeaders.retryDelay, FleetHeaders.retryReason, FleetHeaders.parkedReason,
-                    FleetHeaders.parkedQueue, FleetHeaders.parkedAt, FleetHeaders.parkedBy, "x-death",
+        for key in [FleetHeaders.retryCount, FleetHeaders.retryOutage, FleetHeaders.retryDelay, FleetHeaders.retryReason,
+                    FleetHeaders.parkedReason, FleetHeaders.parkedQueue, FleetHeaders.parkedAt, FleetHeaders.parkedBy, "x-death",
                     "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-delivery-count"] {
             properties.headers[key] = nil
         }
