@@ -3,6 +3,7 @@
 # machine's own limits measured in the same run, printed as one table.
 #
 #   Benchmarks/run.sh [--commands N] [--seconds S] [--http-connections C] [--holds N] [--due N]
+#                     [--drain-commands N] [--drain-replicas 1,2,3]
 #
 # Runs on the local stack (deploy/local/up.sh; started here if it is not up). Measures:
 #   1. pgbench: the authorize transaction's SQL (inbox claim, payment insert, outbox insert,
@@ -10,6 +11,9 @@
 #      ceiling for this work;
 #   2. the raw broker: persistent messages to a quorum queue, publish with confirms, then consume;
 #   3. authorize over AMQP: publish payment.create with confirms until its outcome event arrives;
+#      and a queued backlog (--drain-commands, default 20,000) drained by 1, 2 and 3 authorize
+#      workers (--drain-replicas), with the CPU each process spent per command and the workers'
+#      RSS (Benchmarks/drain.py);
 #   4. authorize over HTTP: POST /api/v1/payments with wrk, waiting for the outcome (201);
 #   5. the rulebook: routing decisions per second (library alone); limit reservations per second
 #      through the Redis script, against redis-benchmark running an EVAL of the same script on the
@@ -26,8 +30,8 @@
 # No timing is asserted anywhere: the table reports rates and ratios.
 set -euo pipefail
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
-commands=5000 seconds=15 http_connections=32 holds=3000 due=10000
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+commands=5000 seconds=15 http_connections=32 holds=3000 due=10000 drain_commands=20000 drain_replicas=1,2,3
 export_rows=1000000 archive_rows=1000000 money_out_only=0
 while (($#)); do
   case "$1" in
@@ -35,6 +39,8 @@ while (($#)); do
     --archive-rows) archive_rows=$2; shift 2 ;;
     --money-out-only) money_out_only=1; shift ;;
     --commands) commands=$2; shift 2 ;;
+    --drain-commands) drain_commands=$2; shift 2 ;;
+    --drain-replicas) drain_replicas=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --http-connections) http_connections=$2; shift 2 ;;
     --holds) holds=$2; shift 2 ;;
@@ -128,6 +134,13 @@ echo "$amqp" >&2
 amqp_rate=$(json "['per_second']" <<<"$amqp")
 amqp_p50=$(json "['p50_ms']" <<<"$amqp")
 amqp_p99=$(json "['p99_ms']" <<<"$amqp")
+
+section "3a/7 authorize workers draining a queued backlog of $drain_commands commands, with 1, 2 and 3 replicas"
+# Stops the supervised authorize worker, queues the backlog, starts 1/2/3 workers on it, and reads
+# every process's CPU time and the workers' RSS from /proc (Benchmarks/drain.py); restarts it after.
+drain_table=$(python3 "$root/Benchmarks/drain.py" --bench "$bench" --commands "$drain_commands" --replicas "$drain_replicas" \
+  --pgbench-tps "$pg_tps" --json "$root/.state/local/drain.json")
+echo "$drain_table" >&2
 
 section "3b/7 authorize over AMQP at light load: 4 commands in flight"
 amqp_light=$("$bench" authorize --commands 1000 --in-flight 4 --merchant "$merchant_id")
@@ -265,6 +278,8 @@ for name, rate, p50, p99, ratio in rows:
 print(f"\nbroker ceiling for a consume-and-publish worker: about min(publish, consume)/2 = {min(pub, con) / 2:,.0f}/s")
 print(f"authorize over AMQP vs pgbench: {amqp / pg:.0%} (goal: at least 50%)")
 PY
+
+printf '%s\n' "$drain_table"
 
 python3 - "$(json "['per_second']" <<<"$routing")" "$(json "['per_second']" <<<"$limits")" "$rb_rate" "$lookups" <<'PY'
 import json, sys

@@ -17,7 +17,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "payfleet-bench",
         abstract: "Load generator for Benchmarks/run.sh (prints JSON).",
         subcommands: [Broker.self, Authorize.self, Merchant.self, Preload.self, Sample.self, RoutingDecisions.self,
-                      LimitReservations.self, MerchantLookup.self, Captures.self, Pending.self, TimeoutSweep.self])
+                      LimitReservations.self, MerchantLookup.self, Captures.self, Pending.self, TimeoutSweep.self, Drain.self])
 }
 
 /// Latency percentiles of a sample, in milliseconds.

@@ -85,8 +85,11 @@ class Tracker:
         first = self.observed.first_event
         unresolved = []
         commands = self.load.commands
-        self.todo.extend(commands[self.seen:len(commands)])
-        self.seen += len(commands) - self.seen
+        # The load thread appends meanwhile: read the length once, or commands appended between
+        # two reads would be skipped for good (and reported without an outcome).
+        end = len(commands)
+        self.todo.extend(commands[self.seen:end])
+        self.seen = end
         todo, self.todo = self.todo, []
         for c in todo:
             n = c["n"]

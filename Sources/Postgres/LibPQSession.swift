@@ -13,15 +13,23 @@ final class LibPQSession {
     /// SQL text -> server-side prepared statement name, valid for the current `connection` only.
     private var statements: [String: String] = [:]
     private var statementCounter = 0
+    /// Counts `DEALLOCATE ALL`s: names taken from the cache before a change are stale.
+    private var cacheGeneration = 0
     /// The lease whose calls this session last served; a new value means a new lease started.
     private var servedLease: UInt64 = 0
+    /// Set when a pipeline could not be left cleanly: every later call of the lease fails, and the
+    /// next lease reconnects.
+    private var broken = false
 
     /// More distinct statements than this and the cache is dropped (`DEALLOCATE ALL`), so that
     /// callers who build SQL text dynamically cannot grow it without bound.
     static let statementCacheLimit = 1000
 
-    init(conninfo: String, label: String, logger: Logger) {
+    private let pipelining: Bool
+
+    init(conninfo: String, label: String, pipelining: Bool = true, logger: Logger) {
         self.conninfo = conninfo
+        self.pipelining = pipelining
         self.label = label
         self.logger = logger
     }
@@ -42,6 +50,10 @@ final class LibPQSession {
     func beginCall(lease: UInt64) throws -> OpaquePointer {
         if servedLease != lease {
             servedLease = lease
+            if broken {
+                broken = false
+                close()
+            }
             if let connection {
                 // Picks up a FATAL message or EOF a terminated backend left on the socket.
                 // libpq's socket is always non-blocking underneath, so this does not wait.
@@ -61,7 +73,7 @@ final class LibPQSession {
             }
         }
         if let connection {
-            guard PQstatus(connection) == CONNECTION_OK else {
+            guard PQstatus(connection) == CONNECTION_OK, !broken else {
                 throw PostgresError(
                     message: "connection was lost earlier in this lease: \(Self.connectionMessage(connection))",
                     connectionLost: true)
@@ -142,6 +154,112 @@ final class LibPQSession {
         return String(cString: PQcmdStatus(result))
     }
 
+    // MARK: pipelines
+
+    /// Runs `statements` in order, stopping at the first error, which is thrown. A `COMMIT` that
+    /// the server answers with `ROLLBACK` throws SQLSTATE 25P02.
+    ///
+    /// A batch that lies within one explicit transaction (it starts with `BEGIN`, or runs inside
+    /// an open transaction, and ends it, if at all, only with its last statement) is sent in
+    /// libpq's pipeline mode: every statement goes out at once, followed by one Sync, and the
+    /// results are read in order: one network round trip instead of one per statement. After an
+    /// error the server skips the rest (the transaction is aborted either way), so the outcome is
+    /// the same as running them one by one. Any other batch runs one statement at a time, so
+    /// that autocommit statements after a failed one are not run.
+    func batch(_ statements: [PostgresStatement], lease: UInt64) throws -> [PostgresResult] {
+        let connection = try beginCall(lease: lease)
+        guard pipelining, PostgresConnection.isPipelined(statements, inOpenTransaction: PQtransactionStatus(connection) == PQTRANS_INTRANS) else {
+            return try statements.map { try run($0, lease: lease) }
+        }
+        // New statements are prepared first (one round trip each, once per connection). Should the
+        // cache be dropped meanwhile (its size limit), the names taken before are gone: again.
+        let generation = cacheGeneration
+        var names = try statements.map { $0.isSimple ? nil : try prepared(connection, $0.sql) }
+        if cacheGeneration != generation { names = try statements.map { $0.isSimple ? nil : try prepared(connection, $0.sql) } }
+        guard PQenterPipelineMode(connection) == 1 else { return try statements.map { try run($0, lease: lease) } }
+        // Results left unread (the connection broke halfway): the session is unusable for the
+        // rest of this lease, and the next lease reconnects.
+        defer { if PQexitPipelineMode(connection) != 1 { broken = true } }
+        for (statement, name) in zip(statements, names) {
+            let sent = if let name {
+                withCStrings(statement.parameters) { values in
+                    PQsendQueryPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
+                }
+            } else {
+                PQsendQueryParams(connection, statement.sql, 0, nil, nil, nil, nil, 0)
+            }
+            guard sent == 1 else { throw lost(connection) }
+        }
+        guard PQpipelineSync(connection) == 1 else { throw lost(connection) }
+
+        var results: [PostgresResult] = [], failure: PostgresError?
+        results.reserveCapacity(statements.count)
+        for statement in statements {
+            guard let result = PQgetResult(connection) else { throw lost(connection) }
+            defer { PQclear(result) }
+            switch PQresultStatus(result) {
+            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                if statement.isSimple, statement.sql.uppercased() == "COMMIT", String(cString: PQcmdStatus(result)) != "COMMIT" {
+                    failure = failure ?? PostgresError(
+                        sqlState: "25P02", message: "transaction was rolled back at COMMIT (\(String(cString: PQcmdStatus(result)))): a statement in it failed earlier")
+                }
+                results.append(statement.isSimple ? PostgresResult(rows: [], affectedRows: 0) : Self.read(result))
+            case PGRES_PIPELINE_ABORTED:
+                break
+            default:
+                let error = Self.error(of: result, connection)
+                if Self.isStalePreparedStatement(error) { statements.forEach { self.statements[$0.sql] = nil } }
+                failure = failure ?? error
+            }
+            // Each statement's results (an aborted one's too) end with a NULL.
+            if let extra = PQgetResult(connection) {
+                PQclear(extra)
+                throw PostgresError(message: "pipeline: more than one result for one statement", connectionLost: true)
+            }
+        }
+        guard let sync = PQgetResult(connection) else { throw lost(connection) }
+        let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+        PQclear(sync)
+        guard synced else { throw PostgresError(message: "pipeline: no sync point after the batch", connectionLost: true) }
+        if let failure { throw failure }
+        return results
+    }
+
+    /// One statement of a batch on its own.
+    private func run(_ statement: PostgresStatement, lease: UInt64) throws -> PostgresResult {
+        guard statement.isSimple else { return try query(statement.sql, statement.parameters, lease: lease) }
+        let tag = try execute(simple: statement.sql, lease: lease)
+        if statement.sql.uppercased() == "COMMIT", tag != "COMMIT" {
+            throw PostgresError(sqlState: "25P02", message: "transaction was rolled back at COMMIT (\(tag)): a statement in it failed earlier")
+        }
+        return PostgresResult(rows: [], affectedRows: 0)
+    }
+
+    /// True when every statement runs inside one explicit transaction: the first is `BEGIN` or
+    /// one is `open` already, no other statement begins one, and only the last may end it.
+    static func withinOneTransaction(_ statements: [PostgresStatement], open: Bool) -> Bool {
+        func keyword(_ statement: PostgresStatement) -> String? {
+            statement.isSimple ? statement.sql.split(separator: " ").first.map { $0.uppercased() } : nil
+        }
+        var inside = open
+        for (index, statement) in statements.enumerated() {
+            switch keyword(statement) {
+            case "BEGIN", "START":
+                guard !inside else { return false }
+                inside = true
+            case "COMMIT", "ROLLBACK", "END", "ABORT":
+                guard inside, index == statements.count - 1 else { return false }
+            default:
+                guard inside else { return false }
+            }
+        }
+        return true
+    }
+
+    private func lost(_ connection: OpaquePointer) -> PostgresError {
+        PostgresError(message: Self.connectionMessage(connection), connectionLost: true)
+    }
+
     private func executePrepared<T>(_ connection: OpaquePointer, _ sql: String, _ parameters: [String?],
                                     read: (OpaquePointer) -> T) throws -> T {
         let name = try prepared(connection, sql)
@@ -157,7 +275,10 @@ final class LibPQSession {
         if let name = statements[sql] { return name }
         if statements.count >= Self.statementCacheLimit, PQtransactionStatus(connection) != PQTRANS_INERROR {
             if let result = PQexec(connection, "DEALLOCATE ALL") {
-                if PQresultStatus(result) == PGRES_COMMAND_OK { statements = [:] }
+                if PQresultStatus(result) == PGRES_COMMAND_OK {
+                    statements = [:]
+                    cacheGeneration += 1
+                }
                 PQclear(result)
             }
         }
@@ -172,27 +293,30 @@ final class LibPQSession {
 
     /// Throws unless `result` is a success.
     private func check(_ result: OpaquePointer?, _ connection: OpaquePointer) throws {
-        guard let result else {
-            throw PostgresError(message: Self.connectionMessage(connection), connectionLost: true)
-        }
+        guard let result else { throw lost(connection) }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
             return
         default:
-            func field(_ code: Int32) -> String? {
-                PQresultErrorField(result, code).map { String(cString: $0) }
-            }
-            let primary = field(cpq_diag_message_primary())
-                ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
-            throw PostgresError(
-                sqlState: field(cpq_diag_sqlstate()),
-                message: primary.isEmpty ? Self.connectionMessage(connection) : primary,
-                detail: field(cpq_diag_message_detail()),
-                hint: field(cpq_diag_message_hint()),
-                constraint: field(cpq_diag_constraint_name()),
-                table: field(cpq_diag_table_name()),
-                connectionLost: PQstatus(connection) != CONNECTION_OK)
+            throw Self.error(of: result, connection)
         }
+    }
+
+    /// The server's error in `result`, with its diagnostic fields.
+    private static func error(of result: OpaquePointer, _ connection: OpaquePointer) -> PostgresError {
+        func field(_ code: Int32) -> String? {
+            PQresultErrorField(result, code).map { String(cString: $0) }
+        }
+        let primary = field(cpq_diag_message_primary())
+            ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
+        return PostgresError(
+            sqlState: field(cpq_diag_sqlstate()),
+            message: primary.isEmpty ? connectionMessage(connection) : primary,
+            detail: field(cpq_diag_message_detail()),
+            hint: field(cpq_diag_message_hint()),
+            constraint: field(cpq_diag_constraint_name()),
+            table: field(cpq_diag_table_name()),
+            connectionLost: PQstatus(connection) != CONNECTION_OK)
     }
 
     private static func read(_ result: OpaquePointer) -> PostgresResult {

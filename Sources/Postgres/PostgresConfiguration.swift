@@ -1,4 +1,5 @@
 import CLibPQ
+import Foundation
 
 /// Where and how to connect: parsed once from a URL or a libpq keyword string.
 ///
@@ -17,6 +18,11 @@ import CLibPQ
 public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     /// The libpq keywords and values, in libpq's order, defaults included.
     public private(set) var parameters: [(keyword: String, value: String)]
+
+    /// Whether `PostgresConnection.batch` sends a transaction's statements as one pipeline (one
+    /// network round trip). On unless the environment says `PAYFLEET_PG_PIPELINE=off`, a switch
+    /// for comparing the two in a benchmark.
+    public var pipelining = ProcessInfo.processInfo.environment["PAYFLEET_PG_PIPELINE"] != "off"
 
     public init(url: String) throws {
         var message: UnsafeMutablePointer<CChar>?

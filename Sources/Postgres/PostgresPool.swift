@@ -30,7 +30,7 @@ public final class PostgresPool: Sendable {
             let label = "\(host)/\(database)#\(index)"
             return ConnectionThread(
                 name: "postgres-\(index)",
-                state: LibPQSession(conninfo: configuration.conninfo, label: label, logger: logger),
+                state: LibPQSession(conninfo: configuration.conninfo, label: label, pipelining: configuration.pipelining, logger: logger),
                 teardown: { session in session.close() })
         }
         state = Mutex(LeaseState(idle: Array((0..<size).reversed())))

@@ -61,4 +61,88 @@ import Testing
         _ = try await pool.query("DROP TABLE \(table)")
         await pool.close()
     }
+
+    /// Pipelined (within one transaction): the error thrown is the failing statement's own, the
+    /// statements after it did not run, and the connection serves the next lease.
+    @Test func aPipelinedBatchReportsTheFailingStatementAndTheConnectionGoesOn() async throws {
+        let pool = try Self.pool()
+        let table = "batch_\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try await pool.query("CREATE TABLE \(table) (n int PRIMARY KEY)")
+        do {
+            try await pool.withConnection { connection in
+                _ = try await connection.batch([
+                    .begin,
+                    PostgresStatement("INSERT INTO \(table) VALUES ($1)", [1]),
+                    PostgresStatement("INSERT INTO \(table) VALUES ($1)", [1]),
+                    PostgresStatement("INSERT INTO \(table) VALUES ($1)", [3]),
+                    .commit,
+                ])
+            }
+            Issue.record("the batch did not throw")
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation, "\(error)")
+        }
+        // The next lease finds the aborted transaction rolled back and the session usable.
+        let results = try await pool.withConnection { connection in
+            try await connection.batch([
+                .begin,
+                PostgresStatement("INSERT INTO \(table) VALUES ($1), ($2) RETURNING n", [4, 5]),
+                PostgresStatement("SELECT count(*) AS c FROM \(table)"),
+                .commit,
+            ])
+        }
+        #expect(try results[1].rows.map { try $0.int("n") } == [4, 5])
+        #expect(try results[2].rows[0].int("c") == 2)
+        _ = try await pool.query("DROP TABLE \(table)")
+        await pool.close()
+    }
+
+    /// Outside a transaction each statement commits on its own and a failure stops the rest, as
+    /// one by one: such a batch is not pipelined (a pipeline would run them as one).
+    @Test func anAutocommitBatchStopsAtTheFirstErrorAndKeepsWhatCommitted() async throws {
+        let pool = try Self.pool()
+        let table = "batch_\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try await pool.query("CREATE TABLE \(table) (n int PRIMARY KEY)")
+        await #expect(throws: PostgresError.self) {
+            try await pool.withConnection { connection in
+                _ = try await connection.batch([
+                    PostgresStatement("INSERT INTO \(table) VALUES ($1)", [1]),
+                    PostgresStatement("INSERT INTO \(table) VALUES ($1)", [1]),
+                    PostgresStatement("INSERT INTO \(table) VALUES ($1)", [3]),
+                ])
+            }
+        }
+        #expect(try await pool.query("SELECT n FROM \(table) ORDER BY n").rows.map { try $0.int("n") } == [1])
+        _ = try await pool.query("DROP TABLE \(table)")
+        await pool.close()
+    }
+
+    @Test(arguments: [
+        (["BEGIN", "q", "COMMIT"], false, true),
+        (["q", "q"], true, true),
+        (["q", "COMMIT"], true, true),
+        (["q", "q"], false, false),
+        (["BEGIN", "q", "COMMIT", "q"], false, false),
+        (["BEGIN", "COMMIT", "BEGIN"], false, false),
+        (["BEGIN", "q"], true, false),
+        (["q", "ROLLBACK"], false, false),
+    ])
+    func whichBatchesArePipelined(shape: [String], open: Bool, pipelined: Bool) {
+        let statements = shape.map { $0 == "q" ? PostgresStatement("SELECT 1") : PostgresStatement.simple($0) }
+        #expect(PostgresConnection.isPipelined(statements, inOpenTransaction: open) == pipelined)
+    }
+
+    /// A connection that dies inside a pipeline: the batch throws a connection failure, and the
+    /// next lease reconnects.
+    @Test func aConnectionLostInAPipelineIsReportedAndReplaced() async throws {
+        let pool = try Self.pool()
+        await #expect(throws: PostgresError.self) {
+            try await pool.withConnection { connection in
+                _ = try await connection.batch([.begin, PostgresStatement("SELECT pg_terminate_backend(pg_backend_pid())"),
+                                                PostgresStatement("SELECT 1"), .commit])
+            }
+        }
+        #expect(try await pool.query("SELECT 2 AS n").rows[0].int("n") == 2)
+        await pool.close()
+    }
 }
