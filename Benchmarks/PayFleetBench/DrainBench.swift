@@ -22,14 +22,7 @@ struct Drain: AsyncParsableCommand {
     func run() async throws {
         let logger = FleetLogging.bootstrap(level: connections.logLevel, label: "bench")
         let url = try AMQPURL(connections.amqpURL)
-        let subscriber = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench drain events", prefetch: 2000),
-                                        logger: logger)
-        try await subscriber.waitUntilConnected(timeout: .seconds(15))
-        let queue = try await subscriber.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true, autoDelete: true,
-                                                                           arguments: [:])).name
-        try await subscriber.bind(AMQPBinding(source: "payfleet.events", destination: queue, routingKey: "m.\(merchant).payment.*",
-                                              arguments: [:]))
-        _ = try await subscriber.consume(ConsumeSpec(queue: queue, noAck: true))
+        let subscriber = try await subscribeToEvents(url: url, bindingKey: "m.\(merchant).payment.*", prefetch: 2000, logger: logger)
 
         let messages = try (0..<commands).map { try paymentCreate(index: $0, merchant: merchant) }
         let ids = Set(messages.map(\.0))

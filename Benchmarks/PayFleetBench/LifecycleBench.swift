@@ -28,13 +28,7 @@ struct OutcomeTimer {
     /// Returns the latencies, the elapsed time, and the event types that arrived per command.
     func run(_ messages: [(id: String, message: AMQPMessage)]) async throws -> (latencies: [Duration], elapsed: Duration, types: [String: String]) {
         let url = try AMQPURL(connections.amqpURL)
-        let subscriber = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench events", prefetch: 1000),
-                                        logger: logger)
-        try await subscriber.waitUntilConnected(timeout: .seconds(15))
-        let queue = try await subscriber.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true, autoDelete: true,
-                                                                           arguments: [:])).name
-        try await subscriber.bind(AMQPBinding(source: "payfleet.events", destination: queue, routingKey: "m.\(merchant).#", arguments: [:]))
-        _ = try await subscriber.consume(ConsumeSpec(queue: queue, noAck: true))
+        let subscriber = try await subscribeToEvents(url: url, bindingKey: "m.\(merchant).#", logger: logger)
         let publisher = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench commands", confirms: true),
                                        logger: logger)
         try await publisher.waitUntilConnected(timeout: .seconds(15))
@@ -163,4 +157,16 @@ struct TimeoutSweep: AsyncParsableCommand {
         struct Result: Encodable { let payments: Int; let seconds: Double; let per_second: Double }
         try printJSON(Result(payments: due, seconds: seconds(elapsed), per_second: Double(due) / seconds(elapsed)))
     }
+}
+
+/// A connection consuming (no ack) an exclusive queue bound to `payfleet.events` with `bindingKey`.
+func subscribeToEvents(url: AMQPURL, bindingKey: String, prefetch: UInt16 = 1000, logger: Logger) async throws -> AMQPConnection {
+    let subscriber = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "bench events", prefetch: prefetch),
+                                    logger: logger)
+    try await subscriber.waitUntilConnected(timeout: .seconds(15))
+    let queue = try await subscriber.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true, autoDelete: true,
+                                                                       arguments: [:])).name
+    try await subscriber.bind(AMQPBinding(source: "payfleet.events", destination: queue, routingKey: bindingKey, arguments: [:]))
+    _ = try await subscriber.consume(ConsumeSpec(queue: queue, noAck: true))
+    return subscriber
 }
