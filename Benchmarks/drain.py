@@ -3,7 +3,7 @@
 spent on it.
 
 Usage: Benchmarks/drain.py --bench BIN [--commands 20000] [--replicas 1,2,3] [--state-dir DIR]
-                           [--pgbench-tps TPS] [--json FILE]
+                           [--pgbench-tps TPS] [--json FILE] [--worker-env KEY=VALUE ...]
 
 On the local stack of deploy/local/up.sh (its state dir, default .state/local), for each replica
 count K:
@@ -150,8 +150,9 @@ class Supervised:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def start_workers(template, count, log_dir):
+def start_workers(template, count, log_dir, extra_env):
     env = dict(item.decode().split("=", 1) for item in template["worker_env"] if b"=" in item)
+    env.update(extra_env)
     workers = []
     for index in range(count):
         env_i = dict(env, PAYFLEET_HEALTH_PORT=str(9300 + index), PAYFLEET_INSTANCE=f"drain-authorize-{index + 1}")
@@ -176,7 +177,7 @@ def bench_json(bench, *args):
     return json.loads(subprocess.run([bench, *args], check=True, capture_output=True, text=True).stdout)
 
 
-def measure(bench, supervised, servers, count, commands, log_dir):
+def measure(bench, supervised, servers, count, commands, log_dir, extra_env):
     merchant = bench_json(bench, "merchant")["merchant_id"]
     drain = subprocess.Popen([bench, "drain", "--commands", str(commands), "--merchant", merchant],
                              stdout=subprocess.PIPE, text=True)
@@ -184,7 +185,7 @@ def measure(bench, supervised, servers, count, commands, log_dir):
     print(f"[drain] {count} worker(s): {queued['queued']:,} commands queued "
           f"({queued['publish_per_second']:,.0f}/s); starting the workers", file=sys.stderr)
     before, busy_before = servers.sample(), machine_busy()
-    workers = start_workers(supervised.entries[0], count, log_dir)
+    workers = start_workers(supervised.entries[0], count, log_dir, extra_env)
     pids = [w.pid for w in workers]
     peak = {}
     while drain.poll() is None:
@@ -222,6 +223,8 @@ def main():
     parser.add_argument("--state-dir", default=os.environ.get("PAYFLEET_STATE_DIR", ".state/local"))
     parser.add_argument("--pgbench-tps", type=float, default=0.0)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for the measured workers (e.g. PAYFLEET_PG_PIPELINE=off)")
     args = parser.parse_args()
 
     state = os.path.abspath(args.state_dir)
@@ -232,7 +235,8 @@ def main():
     results = []
     try:
         for count in [int(x) for x in args.replicas.split(",")]:
-            results.append(measure(args.bench, supervised, servers, count, args.commands, log_dir))
+            results.append(measure(args.bench, supervised, servers, count, args.commands, log_dir,
+                                   dict(item.split("=", 1) for item in args.worker_env)))
     finally:
         supervised.start()
 
@@ -248,6 +252,8 @@ def main():
               f"{cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['rabbitmq']:.3f} / {cpu['redis']:.3f} | "
               f"{r['machine_busy']:.0%} | {r['worker_rss_mb']['peak']:.1f} / {r['worker_rss_mb']['idle_after']:.1f} |")
     print(f"\nthe supervised worker's RSS when idle, before the measure: {idle:.1f} MB")
+    if args.worker_env:
+        print(f"the measured workers ran with {' '.join(args.worker_env)}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"idle_rss_mb": idle, "results": results}, handle, indent=1)

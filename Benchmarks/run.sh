@@ -26,18 +26,20 @@
 #      PostgreSQL's own COPY ... TO STDOUT WITH CSV of the same rows; the export worker's peak
 #      RSS after each), an archive run over 1,000,000 rows (rows per second, and authorize p99
 #      during it against p99 without it), and a batch query of 100 ids against 100 single GETs.
-#      `--money-out-only` runs this part alone; `--export-rows N` and `--archive-rows N` size it.
+#      `--money-out-only` runs this part alone, `--no-money-out` leaves it out; `--export-rows N` and
+#      `--archive-rows N` size it.
 # No timing is asserted anywhere: the table reports rates and ratios.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 commands=5000 seconds=15 http_connections=32 holds=3000 due=10000 drain_commands=20000 drain_replicas=1,2,3
-export_rows=1000000 archive_rows=1000000 money_out_only=0
+export_rows=1000000 archive_rows=1000000 money_out_only=0 money_out=1
 while (($#)); do
   case "$1" in
     --export-rows) export_rows=$2; shift 2 ;;
     --archive-rows) archive_rows=$2; shift 2 ;;
     --money-out-only) money_out_only=1; shift ;;
+    --no-money-out) money_out=0; shift ;;
     --commands) commands=$2; shift 2 ;;
     --drain-commands) drain_commands=$2; shift 2 ;;
     --drain-replicas) drain_replicas=$2; shift 2 ;;
@@ -316,4 +318,4 @@ ratio = busy['p99_ms'] / quiet['p99_ms'] if quiet['p99_ms'] else 0
 print(f"| {'authorize, 16 in flight, during the sweep':<58} | {busy['per_second']:>10,.0f} | {busy['p50_ms']:>7.1f} | {busy['p99_ms']:>7.1f} | {f'{ratio:.2f} x p99 without':<24} |")
 PY
 
-source "$root/Benchmarks/money-out.sh"
+if ((money_out)); then source "$root/Benchmarks/money-out.sh"; fi

@@ -70,6 +70,9 @@ class Tracker:
         self.todo = []  # commands without an outcome yet
         self.seen = 0  # commands of the log looked at so far
         self.resolved_at = 0.0
+        # The monitor thread and the drain loop both call update(): one at a time, or a command
+        # taken off the to-do list by one could be dropped by the other.
+        self.lock = threading.Lock()
 
     def progress(self):
         return len(self.done) / max(1, self.total)
@@ -82,6 +85,10 @@ class Tracker:
         return self.db
 
     def update(self):
+        with self.lock:
+            self._update()
+
+    def _update(self):
         first = self.observed.first_event
         unresolved = []
         commands = self.load.commands
