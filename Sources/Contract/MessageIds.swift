@@ -23,14 +23,14 @@ public enum MessageIds {
 
     /// Hex SHA-256 of `text` (request hashes; secrets are stored only this way).
     public static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array(text.utf8)))
     }
 
     static func uuidString(_ bytes: [UInt8]) -> String {
         var b = Array(bytes.prefix(16))
         b[6] = (b[6] & 0x0F) | 0x80 // version 8
         b[8] = (b[8] & 0x3F) | 0x80 // RFC 4122 variant
-        let hex = b.map { String(format: "%02x", $0) }.joined()
+        let hex = Hex.encode(b)
         let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
                      hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
         return parts.joined(separator: "-")

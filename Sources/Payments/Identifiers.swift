@@ -1,3 +1,4 @@
+import Contract
 import Crypto
 import Foundation
 
@@ -44,7 +45,7 @@ public enum Identifiers {
 
     static func digest(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Array(text.utf8))) }
 
-    static func digestHex(_ text: String) -> String { digest(text).map { String(format: "%02x", $0) }.joined() }
+    static func digestHex(_ text: String) -> String { Hex.encode(digest(text)) }
 
     static func randomBytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()

@@ -19,8 +19,13 @@ public struct LimitWindows: Sendable, Equatable {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let parts = calendar.dateComponents([.year, .month, .day], from: date)
-        day = String(format: "%04d%02d%02d", parts.year!, parts.month!, parts.day!)
-        month = String(format: "%04d%02d", parts.year!, parts.month!)
+        // Not `String(format:)`: it parses its format through Foundation on every command.
+        func padded(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        month = padded(parts.year!, 4) + padded(parts.month!, 2)
+        day = month + padded(parts.day!, 2)
         let startOfDay = calendar.startOfDay(for: date)
         let nextDay = calendar.date(byAdding: .day, value: 1, to: startOfDay)!
         let startOfMonth = calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!

@@ -201,7 +201,7 @@ public struct ExportStore: Sendable {
         if let digest = digests.take(taskId: stored.task.taskId, chunks: stored.nextSeq) { return digest }
         var hash = SHA256()
         for seq in 0..<stored.nextSeq { hash.update(data: try await storage.read(taskId: stored.task.taskId, seq: seq)) }
-        return hash.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(hash.finalize())
     }
 
     /// Marks `expired` every export past its time (completed ones past `expires_at`; unfinished
@@ -272,7 +272,7 @@ public final class ExportDigests: Sendable {
         running.withLock { running in
             defer { running[taskId] = nil }
             guard let entry = running[taskId], entry.next == chunks else { return nil }
-            return entry.hash.finalize().map { String(format: "%02x", $0) }.joined()
+            return Hex.encode(entry.hash.finalize())
         }
     }
 }

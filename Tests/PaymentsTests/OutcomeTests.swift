@@ -1,4 +1,5 @@
 import Contract
+import Foundation
 import Payments
 import Testing
 
@@ -63,5 +64,27 @@ import Testing
         #expect(!JSONDepth.exceeds(Array(("\"" + String(repeating: "[", count: 100) + "\"").utf8)), "brackets in a string do not count")
         #expect(!JSONDepth.exceeds(Array(#"{"s":"\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#.utf8)), "nor after an escaped quote")
         #expect(JSONDepth.exceeds(Array(String(repeating: "[", count: 1_000_000).utf8)))
+    }
+}
+
+/// `Hex` replaced `String(format: "%02x")` in every id and hash: the texts must not change, or
+/// derived command ids and request hashes would differ from the ones already stored.
+@Suite struct HexTests {
+    @Test func encodesLowerCaseTwoDigitsPerByte() {
+        #expect(Hex.encode([0x00, 0x0F, 0xA0, 0xFF]) == "000fa0ff")
+        #expect(Hex.encode([]) == "")
+    }
+
+    @Test func hashesAndDerivedIdsAreTheSameAsBefore() {
+        // The known SHA-256 of "abc", and the id the earlier code derived (Python's hashlib, same rule).
+        #expect(MessageIds.sha256Hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(MessageIds.commandId(derivedFrom: "slot-1") == "d9bb4b80-87f4-8b48-86da-d66a1cfbbe2b")
+    }
+
+    @Test func limitWindowsNameTheirDayAndMonth() throws {
+        let date = try #require(ISO8601DateFormatter().date(from: "2026-03-05T23:59:59Z"))
+        let windows = LimitWindows(at: date)
+        #expect(windows.day == "20260305")
+        #expect(windows.month == "202603")
     }
 }

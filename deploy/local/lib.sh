@@ -344,7 +344,7 @@ start_postgres() {
         fi
         log "starting postgres on 127.0.0.1:$port"
         pg_as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -w -t 60 start \
-            -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$sock -c max_connections=400" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$sock -c max_connections=400 -c shared_preload_libraries=pg_stat_statements" \
             >/dev/null || { tail -n 30 "$logfile" >&2; die "postgres did not start"; }
     fi
 
