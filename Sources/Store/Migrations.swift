@@ -450,6 +450,15 @@ public enum Migrations {
         CREATE INDEX inbox_created ON inbox (created_at);
         CREATE INDEX http_idempotency_created ON http_idempotency (created_at);
         """),
+        Migration(version: 8, name: "throughput: the outbox is a queue table", sql: """
+        -- Every outbox row is inserted, leased (an update) and deleted within a second or so, so
+        -- the table is mostly dead rows between vacuums. Free space on each page lets the lease
+        -- update stay on its page (a HOT update: no new index entries), and autovacuum takes the
+        -- table after every 1,000 dead rows instead of a fifth of a table that is nearly empty.
+        ALTER TABLE outbox SET (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                                autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0,
+                                autovacuum_analyze_threshold = 1000);
+        """),
     ]
 
     /// Applies every migration not yet applied; returns the versions it applied.

@@ -361,6 +361,12 @@ start_postgres() {
         "${psql[@]}" -c "CREATE DATABASE payfleet OWNER payfleet" >/dev/null ||
             die "could not create database payfleet"
     fi
+    # Per-statement figures for benchmarks and operators (`SELECT ... FROM pg_stat_statements`).
+    pg_as_postgres "$PG_BIN/psql" -h "$sock" -p "$port" -U postgres -d payfleet -v ON_ERROR_STOP=1 -qAt -c "
+        CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+        GRANT pg_read_all_stats TO payfleet;
+        GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO payfleet" >/dev/null ||
+        die "could not set up pg_stat_statements"
     log "postgres ready (database payfleet)"
 }
 
