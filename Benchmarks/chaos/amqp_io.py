@@ -20,6 +20,15 @@ EVENTS = "payfleet.events"
 CONTENT_TYPE = "application/cloudevents+json"
 
 
+def connection_parameters(url):
+    """pika parameters for the harness's connections: fail fast (one attempt, 5 s socket
+    timeout) and notice a dead broker within a minute (20 s heartbeat); the callers reconnect."""
+    params = pika.URLParameters(url)
+    params.heartbeat = 20
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    return params
+
 class Publisher(threading.Thread):
     """Publishes submitted commands with publisher confirms, at most `window` unconfirmed.
 
@@ -29,10 +38,7 @@ class Publisher(threading.Thread):
 
     def __init__(self, url, user_id, window=1000, log=print):
         super().__init__(name="publisher", daemon=True)
-        self.params = pika.URLParameters(url)
-        self.params.heartbeat = 20
-        self.params.connection_attempts = 1
-        self.params.socket_timeout = 5
+        self.params = connection_parameters(url)
         self.user_id = user_id
         self.window = window
         self.log = log
@@ -220,10 +226,7 @@ class Subscriber(threading.Thread):
 
     def __init__(self, url, queue, path, on_event=None, log=print, prefetch=2000):
         super().__init__(name="subscriber", daemon=True)
-        self.params = pika.URLParameters(url)
-        self.params.heartbeat = 20
-        self.params.connection_attempts = 1
-        self.params.socket_timeout = 5
+        self.params = connection_parameters(url)
         self.queue = queue
         self.path = path
         self.on_event = on_event

@@ -199,10 +199,8 @@ final class LibPQSession {
             defer { PQclear(result) }
             switch PQresultStatus(result) {
             case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
-                if statement.isSimple, statement.sql.uppercased() == "COMMIT", String(cString: PQcmdStatus(result)) != "COMMIT" {
-                    failure = failure ?? PostgresError(
-                        sqlState: "25P02", message: "transaction was rolled back at COMMIT (\(String(cString: PQcmdStatus(result)))): a statement in it failed earlier")
-                }
+                let tag = String(cString: PQcmdStatus(result))
+                if statement.isCommit, tag != "COMMIT" { failure = failure ?? .rolledBackAtCommit(tag: tag) }
                 results.append(statement.isSimple ? PostgresResult(rows: [], affectedRows: 0) : Self.read(result))
             case PGRES_PIPELINE_ABORTED:
                 break
@@ -229,9 +227,7 @@ final class LibPQSession {
     private func run(_ statement: PostgresStatement, lease: UInt64) throws -> PostgresResult {
         guard statement.isSimple else { return try query(statement.sql, statement.parameters, lease: lease) }
         let tag = try execute(simple: statement.sql, lease: lease)
-        if statement.sql.uppercased() == "COMMIT", tag != "COMMIT" {
-            throw PostgresError(sqlState: "25P02", message: "transaction was rolled back at COMMIT (\(tag)): a statement in it failed earlier")
-        }
+        if statement.isCommit, tag != "COMMIT" { throw PostgresError.rolledBackAtCommit(tag: tag) }
         return PostgresResult(rows: [], affectedRows: 0)
     }
 

@@ -34,6 +34,12 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         PostgresError(message: "cannot decode column \"\(column)\": \(reason)", column: column)
     }
 
+    /// A `COMMIT` the server answered with another tag (`ROLLBACK`): a statement in the
+    /// transaction had failed, so nothing was committed. SQLSTATE 25P02.
+    static func rolledBackAtCommit(tag: String) -> PostgresError {
+        PostgresError(sqlState: "25P02", message: "transaction was rolled back at COMMIT (\(tag)): a statement in it failed earlier")
+    }
+
     /// 23505
     public var isUniqueViolation: Bool { sqlState == "23505" }
     /// 40001: retry the whole transaction.

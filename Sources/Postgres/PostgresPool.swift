@@ -66,11 +66,7 @@ public final class PostgresPool: Sendable {
             do {
                 let value = try await body(connection)
                 let tag = try await connection.executeReturningTag(simple: "COMMIT")
-                guard tag == "COMMIT" else {
-                    throw PostgresError(
-                        sqlState: "25P02",
-                        message: "transaction was rolled back at COMMIT (\(tag)): a statement in it failed earlier")
-                }
+                guard tag == "COMMIT" else { throw PostgresError.rolledBackAtCommit(tag: tag) }
                 return value
             } catch {
                 // Best effort: after a lost connection or a failed COMMIT there may be nothing to roll back.

@@ -20,6 +20,9 @@ public struct PostgresStatement: Sendable {
     /// A parameterless statement sent as a simple query (`BEGIN`, `COMMIT`, `ROLLBACK`, `SET ...`).
     public static func simple(_ sql: String) -> PostgresStatement { PostgresStatement(simple: sql) }
 
+    /// A simple `COMMIT`, whose tag says whether it committed.
+    var isCommit: Bool { isSimple && sql.uppercased() == "COMMIT" }
+
     public static let begin = PostgresStatement.simple("BEGIN")
     public static let commit = PostgresStatement.simple("COMMIT")
     public static let rollback = PostgresStatement.simple("ROLLBACK")
