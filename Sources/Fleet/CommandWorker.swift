@@ -43,15 +43,21 @@ public final class CommandWorker: Service, Sendable {
     let maxMessageBytes: Int
     let logger: Logger
     let metrics: QueueMetrics
+    /// How a command's transaction is run and its rows built.
+    let transactions: CommandTransaction
+    /// Groups the transactions of commands that are ready together (`GroupCommitSettings`).
+    let committer: GroupCommitter<CommandTransaction.Job, TransactionResult>
     private let inFlight = Atomic<Int>(0)
 
     public static let defaultMaxMessageBytes = 1 << 20
 
     public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
                 relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, maxRate: Double? = nil, clock: WallClock = .system,
-                policy: PublisherPolicy, maxMessageBytes: Int = CommandWorker.defaultMaxMessageBytes, logger: Logger) {
+                policy: PublisherPolicy, maxMessageBytes: Int = CommandWorker.defaultMaxMessageBytes,
+                groupCommit: GroupCommitSettings = .off, logger: Logger) {
         self.queue = queue
-        self.source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
+        let source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
+        self.source = source
         self.consumer = consumer
         self.publisher = publisher
         self.pool = pool
@@ -65,6 +71,12 @@ public final class CommandWorker: Service, Sendable {
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
         self.metrics = QueueMetrics(queue: queue)
+        let transactions = CommandTransaction(source: source, clock: clock)
+        self.transactions = transactions
+        self.committer = GroupCommitter(settings: groupCommit, pool: pool, queue: queue, logger: logger,
+                                        locks: { $0.prepared.locks },
+                                        member: { job, tx, opening, closing in try await transactions.run(job, on: tx, opening: opening, closing: closing) },
+                                        alone: { [pool] job in try await transactions.alone(job, pool: pool) })
     }
 
     private init(copy: CommandWorker, handlers: [String: HandlerBinding]) {
@@ -83,6 +95,8 @@ public final class CommandWorker: Service, Sendable {
         maxMessageBytes = copy.maxMessageBytes
         logger = copy.logger
         metrics = copy.metrics
+        transactions = copy.transactions
+        committer = copy.committer
     }
 
     /// This worker, also handling `handler`'s command type.
@@ -131,18 +145,6 @@ public final class CommandWorker: Service, Sendable {
     }
 
     // MARK: - One delivery
-
-    /// What a transaction ended in.
-    private enum TransactionResult: Sendable {
-        case committed(OutboxRow)
-        case duplicate(Inbox.Stored)
-    }
-
-    /// Thrown inside the transaction to roll it back with a decision.
-    private struct Rollback: Error {
-        enum Decision { case retry(String), park(String), keyInUse(String), rerun(String, @Sendable () async throws -> Void) }
-        let decision: Decision
-    }
 
     func process(_ delivery: AMQPDelivery) async {
         metrics.consumed.increment()
@@ -276,7 +278,8 @@ public final class CommandWorker: Service, Sendable {
         var reruns = 0
         while result == nil {
             do {
-                result = try await transaction(prepared, envelope: envelope, merchantId: merchantId, key: key)
+                result = try await committer.run(CommandTransaction.Job(prepared: prepared, commandId: envelope.id, commandType: envelope.type,
+                                                                         merchantId: merchantId, key: key, traceparent: envelope.traceparent))
             } catch let rollback as Rollback {
                 switch rollback.decision {
                 case .retry(let reason): await retryOrPark(delivery, attempt: attempt, reason: reason, prepared: prepared)
@@ -345,59 +348,13 @@ public final class CommandWorker: Service, Sendable {
     /// How many times a `rerun` outcome runs the command again at once before it becomes `retryLater`.
     static let immediateReruns = 3
 
-    /// Claims the inbox row, runs the handler and commits its effect with the outbox rows.
-    private func transaction(_ prepared: PreparedCommand, envelope: CloudEvent<JSONValue>, merchantId: String,
-                             key: String) async throws -> TransactionResult {
-        try await pool.withConnection { tx in
-            do {
-                let claim = Inbox.claim(merchantId: merchantId, key: key, commandId: envelope.id, commandType: envelope.type,
-                                        requestHash: prepared.requestHash, at: self.clock.now)
-                guard try await tx.batch([.begin, claim] + prepared.locks)[1].affectedRows == 1 else {
-                    let stored = try await Inbox.stored(merchantId: merchantId, key: key, on: tx)
-                    _ = try await tx.batch([.rollback])
-                    guard let stored else { throw Rollback(decision: .retry("inbox row vanished")) }
-                    return .duplicate(stored)
-                }
-                let rows: [OutboxRow], effects: [PostgresStatement]
-                switch try await prepared.run(tx) {
-                case .done(let events, let writes, let followUps):
-                    guard !events.isEmpty else { throw Rollback(decision: .park("handler returned done without an outcome event")) }
-                    rows = try events.enumerated().map { index, event in
-                        // A second event of one type (a settlement per currency) is told apart by its resource.
-                        let repeated = events[..<index].contains { $0.type == event.type }
-                        return try self.outboxRow(event, commandId: envelope.id, distinguishing: repeated, traceparent: envelope.traceparent)
-                    }
-                    effects = try writes + followUps.map { try self.followUpStatement($0, causedBy: envelope.id, traceparent: envelope.traceparent) }
-                case .rejected(let code, let message, let errors):
-                    rows = [try self.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
-                                                  code: code, message: message, errors: errors)]
-                    effects = []
-                case .retryLater(let reason):
-                    throw Rollback(decision: .retry(reason))
-                case .keyInUse(let message):
-                    throw Rollback(decision: .keyInUse(message))
-                case .park(let reason):
-                    throw Rollback(decision: .park(reason))
-                case .rerun(let reason, let prepare):
-                    throw Rollback(decision: .rerun(reason, prepare))
-                }
-                _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: merchantId, key: key, events: rows, at: self.clock.now) + [.commit])
-                return .committed(rows[0])
-            } catch {
-                // Best effort: after a lost connection there is nothing to roll back.
-                _ = try? await tx.batch([.rollback])
-                throw error
-            }
-        }
-    }
-
     /// A duplicate: the same payload re-emits the stored outcome (same event id); another payload
     /// under the same key is `idempotency_key_reused`.
     private func reemit(_ stored: Inbox.Stored, for delivery: AMQPDelivery, envelope: CloudEvent<JSONValue>,
                         merchantId: String, requestHash: String) async {
         let row: OutboxRow
         if stored.requestHash != requestHash {
-            guard let rejection = try? rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
+            guard let rejection = try? transactions.rejectionRow(commandId: envelope.id, type: envelope.type, merchantId: merchantId,
                                                     code: "idempotency_key_reused",
                                                     message: "this idempotency key was used with another payload by command \(stored.commandId)")
             else { return await park(delivery, reason: "cannot encode a rejection") }
@@ -450,37 +407,6 @@ public final class CommandWorker: Service, Sendable {
 
     // MARK: - Events, replies, rejections
 
-    private func outboxRow(_ event: Event, commandId: String, distinguishing: Bool = false, traceparent: String? = nil) throws -> OutboxRow {
-        let id = MessageIds.eventId(merchantId: event.merchantId, commandId: distinguishing ? "\(commandId)|\(event.resourceKey)" : commandId,
-                                    type: event.type)
-        // An event carries the trace of the command that caused it (W3C Trace Context, as the
-        // CloudEvents distributed-tracing extension).
-        let body = try event.render(id, source, Timestamp.format(clock.now), event.merchantId, traceparent.flatMap(TraceContext.valid))
-        return OutboxRow(eventId: id, eventType: event.type, exchange: Exchanges.events, routingKey: event.routingKey,
-                         resourceKey: event.resourceKey, correlationId: commandId, body: body)
-    }
-
-    /// A follow-up command as an outbox row to `payfleet.commands`, with an id derived from the
-    /// command that caused it, so a re-run writes the same message.
-    private func followUpStatement(_ followUp: FollowUp, causedBy commandId: String, traceparent: String?) throws -> PostgresStatement {
-        let id = MessageIds.commandId(derivedFrom: "\(commandId)|\(followUp.merchantId ?? "")|\(followUp.key)")
-        let envelope = CloudEvent(id: id, type: followUp.type, source: source, time: Timestamp.format(clock.now),
-                                  merchantId: followUp.merchantId, idempotencyKey: followUp.key,
-                                  traceparent: traceparent.flatMap(TraceContext.valid),
-                                  data: try JSONDecoder().decode(JSONValue.self, from: Data(try followUp.data().utf8)))
-        return Outbox.append(OutboxRow(eventId: id, eventType: followUp.type, exchange: Exchanges.commands, routingKey: followUp.type,
-                                       resourceKey: "command:\(followUp.merchantId ?? ""):\(followUp.key)", correlationId: commandId,
-                                       body: try CanonicalJSON.encode(envelope)), at: clock.now)
-    }
-
-    private func rejectionRow(commandId: String, type: String, merchantId: String?, code: String, message: String,
-                              errors: [FieldError] = []) throws -> OutboxRow {
-        let rejection = CommandRejection(commandId: commandId, commandType: type, code: code, message: message, errors: errors)
-        let event = Event(type: EventRouting.commandRejected, merchantId: merchantId,
-                          resourceKey: "command:\(merchantId ?? ""):\(commandId)", data: rejection)
-        return try outboxRow(event, commandId: commandId)
-    }
-
     /// Sends the outcome event to the command's `reply_to`, if any and if the sender owns it (best
     /// effort: the outcome is committed and also published to `payfleet.events`).
     private func reply(to delivery: AMQPDelivery, with outcome: OutboxRow) async {
@@ -510,7 +436,7 @@ public final class CommandWorker: Service, Sendable {
                                                      "code": "\(code)", "reason": "\(TextRules.forLog(message))"])
         let row: OutboxRow
         do {
-            row = try rejectionRow(commandId: commandId, type: type, merchantId: merchantId, code: code, message: message, errors: errors)
+            row = try transactions.rejectionRow(commandId: commandId, type: type, merchantId: merchantId, code: code, message: message, errors: errors)
             let statement = Outbox.append(row, at: clock.now, ignoringDuplicate: true)
             _ = try await pool.withConnection { try await $0.batch([statement]) }
         } catch {

@@ -64,10 +64,28 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("fleet-broker-user"), parsing: .singleValue, help: "A broker user of the fleet's own processes, trusted as internal and believed when it re-publishes for another sender; repeatable (env PAYFLEET_FLEET_BROKER_USERS, comma-separated; this process's own user always is).")
     public var fleetBrokerUsers: [String] = (environment("PAYFLEET_FLEET_BROKER_USERS") ?? "").split(separator: ",").map(String.init)
 
+    @Option(name: .customLong("group-commit"), help: "Commands that share one PostgreSQL transaction at most, each in its own savepoint, when they are ready together; 1 = a transaction per command (env PAYFLEET_GROUP_COMMIT; at most \(GroupCommitSettings.maxMembersLimit)).")
+    public var groupCommit: Int = Int(environment("PAYFLEET_GROUP_COMMIT") ?? "") ?? 16
+
+    @Option(name: .customLong("group-commit-wait-ms"), help: "Milliseconds a group that is not full waits for company; 0 = never (env PAYFLEET_GROUP_COMMIT_WAIT_MS).")
+    public var groupCommitWaitMilliseconds: Int = Int(environment("PAYFLEET_GROUP_COMMIT_WAIT_MS") ?? "") ?? 0
+
+    @Option(name: .customLong("group-commit-budget-ms"), help: "Milliseconds a group runs members before it commits and leaves the rest to the next group (env PAYFLEET_GROUP_COMMIT_BUDGET_MS).")
+    public var groupCommitBudgetMilliseconds: Int = Int(environment("PAYFLEET_GROUP_COMMIT_BUDGET_MS") ?? "") ?? 25
+
+    @Option(name: .customLong("group-commit-runners"), help: "Group transactions running at once, at least; more start while a full group waits, up to the concurrency (env PAYFLEET_GROUP_COMMIT_RUNNERS).")
+    public var groupCommitRunners: Int = Int(environment("PAYFLEET_GROUP_COMMIT_RUNNERS") ?? "") ?? 2
+
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
     public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
 
     public init() {}
+
+    /// The group commit these options ask for.
+    public var groupCommitSettings: GroupCommitSettings {
+        GroupCommitSettings(maxMembers: groupCommit, wait: .milliseconds(groupCommitWaitMilliseconds),
+                            budget: .milliseconds(groupCommitBudgetMilliseconds), runners: groupCommitRunners, maxRunners: concurrency)
+    }
 
     public mutating func validate() throws {
         guard concurrency >= 1, concurrency <= 1024 else { throw ValidationError("--concurrency must be 1...1024") }
@@ -75,6 +93,12 @@ public struct WorkerOptions: ParsableArguments, Sendable {
         guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
         guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be >= 1024") }
+        guard (1...GroupCommitSettings.maxMembersLimit).contains(groupCommit) else {
+            throw ValidationError("--group-commit must be 1...\(GroupCommitSettings.maxMembersLimit)")
+        }
+        guard (0...1000).contains(groupCommitWaitMilliseconds) else { throw ValidationError("--group-commit-wait-ms must be 0...1000") }
+        guard (1...60_000).contains(groupCommitBudgetMilliseconds) else { throw ValidationError("--group-commit-budget-ms must be 1...60000") }
+        guard (1...concurrency).contains(groupCommitRunners) else { throw ValidationError("--group-commit-runners must be 1...the concurrency") }
         guard shutdownTimeout >= 1 else { throw ValidationError("--shutdown-timeout must be >= 1") }
     }
 }

@@ -20,6 +20,13 @@ public struct PostgresStatement: Sendable {
     /// A parameterless statement sent as a simple query (`BEGIN`, `COMMIT`, `ROLLBACK`, `SET ...`).
     public static func simple(_ sql: String) -> PostgresStatement { PostgresStatement(simple: sql) }
 
+    /// The statement and its parameters as one string: equal for equal statements, and an order
+    /// in which to take the locks that statements take (parameters first, so one lock's exclusive
+    /// form, `pg_advisory_xact_lock(`, sorts before its shared one, `pg_advisory_xact_lock_shared(`).
+    public var identity: String {
+        parameters.map { $0.map { "v" + $0 } ?? "n" }.joined(separator: "\u{1}") + "\u{2}" + sql
+    }
+
     /// A simple `COMMIT`, whose tag says whether it committed.
     var isCommit: Bool { isSimple && sql.uppercased() == "COMMIT" }
 
