@@ -187,18 +187,21 @@ def measure(bench, supervised, servers, count, commands, log_dir, extra_env):
     before, busy_before = servers.sample(), machine_busy()
     workers = start_workers(supervised.entries[0], count, log_dir, extra_env)
     pids = [w.pid for w in workers]
-    peak = {}
+    peak, peak_anon = {}, {}
     while drain.poll() is None:
         for pid in pids:
-            rss = status_kb(pid, "VmRSS")
+            rss, anon = status_kb(pid, "VmRSS"), status_kb(pid, "RssAnon")
             if rss:
                 peak[pid] = max(peak.get(pid, 0), rss)
+            if anon:
+                peak_anon[pid] = max(peak_anon.get(pid, 0), anon)
         time.sleep(0.25)
     drained = json.loads(drain.stdout.readline() or "{}")
     worker_cpu = sum(cpu_seconds(pid) or 0.0 for pid in pids)
     after, busy_after = servers.sample(), machine_busy()
     time.sleep(5)
     idle_after = [status_kb(pid, "VmRSS") or 0 for pid in pids]
+    idle_anon = [status_kb(pid, "RssAnon") or 0 for pid in pids]
     hwm = [status_kb(pid, "VmHWM") or 0 for pid in pids]
     stop_workers(workers)
     if drain.returncode != 0:
@@ -212,6 +215,9 @@ def measure(bench, supervised, servers, count, commands, log_dir, extra_env):
         "cpu_ms_per_command": {"workers": worker_cpu / n * 1000, "postgres": spent["postgres"] / n * 1000,
                                "rabbitmq": spent["rabbitmq"] / n * 1000, "redis": spent["redis"] / n * 1000},
         "worker_rss_mb": {"peak": max(hwm + list(peak.values())) / 1024, "idle_after": max(idle_after) / 1024},
+        # RSS counts the pages of shared libraries (Foundation, libcrypto...) that every process of
+        # the fleet shares; RssAnon is the worker's own memory.
+        "worker_private_mb": {"peak": max(list(peak_anon.values()) or [0]) / 1024, "idle_after": max(idle_anon) / 1024},
     }
 
 
@@ -243,14 +249,16 @@ def main():
     pg = args.pgbench_tps
     print()
     print(f"| authorize workers draining {args.commands:,} queued commands | per second | of pgbench | "
-          "CPU ms/command: workers / PostgreSQL / RabbitMQ / Redis | machine busy | worker RSS MB: peak / idle after |")
-    print("|---|---:|---:|---|---:|---|")
+          "CPU ms/command: workers / PostgreSQL / RabbitMQ / Redis | machine busy | worker RSS MB: peak / idle after | "
+          "of it private (RssAnon) MB: peak / idle after |")
+    print("|---|---:|---:|---|---:|---|---|")
     for r in results:
         cpu = r["cpu_ms_per_command"]
         ratio = f"{r['per_second'] / pg:.2f}" if pg else ""
         print(f"| {r['workers']} worker(s) | {r['per_second']:,.0f} | {ratio} | "
               f"{cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['rabbitmq']:.3f} / {cpu['redis']:.3f} | "
-              f"{r['machine_busy']:.0%} | {r['worker_rss_mb']['peak']:.1f} / {r['worker_rss_mb']['idle_after']:.1f} |")
+              f"{r['machine_busy']:.0%} | {r['worker_rss_mb']['peak']:.1f} / {r['worker_rss_mb']['idle_after']:.1f} | "
+              f"{r['worker_private_mb']['peak']:.1f} / {r['worker_private_mb']['idle_after']:.1f} |")
     print(f"\nthe supervised worker's RSS when idle, before the measure: {idle:.1f} MB")
     if args.worker_env:
         print(f"the measured workers ran with {' '.join(args.worker_env)}")

@@ -4,7 +4,8 @@ import Postgres
 
 /// What a command's transaction ended in.
 enum TransactionResult: Sendable {
-    case committed(OutboxRow)
+    /// The outbox rows written (the outcome first), with their ids, leased to this process.
+    case committed([OutboxRow])
     case duplicate(Inbox.Stored)
 }
 
@@ -70,8 +71,13 @@ struct CommandTransaction: Sendable {
         case .rerun(let reason, let prepare):
             throw Rollback(decision: .rerun(reason, prepare))
         }
-        _ = try await tx.batch(effects + Inbox.recordOutcome(merchantId: job.merchantId, key: job.key, events: rows, at: clock.now) + closing)
-        return .committed(rows[0])
+        let results = try await tx.batch(effects + Inbox.recordOutcome(merchantId: job.merchantId, key: job.key, events: rows, at: clock.now)
+                                          + closing)
+        return .committed(try zip(rows, results[effects.count...]).map { row, result in
+            var row = row
+            row.id = try result.rows[0].int64("id")
+            return row
+        })
     }
 
     /// The command in a transaction of its own: `BEGIN`, the handler's locks and the claim in one

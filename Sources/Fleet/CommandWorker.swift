@@ -316,8 +316,10 @@ public final class CommandWorker: Service, Sendable {
 
         // 5. After commit: relay, reply, ack.
         switch result {
-        case .committed(let outcome):
-            relay.notify()
+        case .committed(let rows):
+            // This process publishes what it committed, without claiming it from the table.
+            relay.publishCommitted(rows)
+            let outcome = rows[0]
             if outcome.eventType == EventRouting.commandRejected { metrics.rejected.increment() } else { metrics.succeeded.increment() }
             await reply(to: delivery, with: outcome)
             consumer.ack(delivery)

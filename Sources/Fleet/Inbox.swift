@@ -36,17 +36,19 @@ enum Inbox {
         }
     }
 
-    /// Writes the outcome events to the outbox and the first one to the inbox row.
+    /// Writes the outcome events to the outbox and the first one to the inbox row. The rows are
+    /// leased to this process (`Outbox.append`): each statement returns its row's `id`.
     static func recordOutcome(merchantId: String, key: String, events: [OutboxRow], at time: Date) -> [PostgresStatement] {
         let outcome = events[0]
         return [PostgresStatement("""
             WITH recorded AS (
                 UPDATE inbox SET outcome_type = $3, outcome_routing_key = $4, outcome_event = $5
                 WHERE merchant_id = $1 AND idempotency_key = $2)
-            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at)
-            VALUES ($6, $3, $7, $4, $8, $9, $5, $10::timestamptz)
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at, lease_until)
+            VALUES ($6, $3, $7, $4, $8, $9, $5, $10::timestamptz, now() + interval '\(Outbox.lease)')
+            RETURNING id
             """, [merchantId, key, outcome.eventType, outcome.routingKey, outcome.body, outcome.eventId, outcome.exchange,
-                  outcome.resourceKey, outcome.correlationId, time])] + events.dropFirst().map { Outbox.append($0, at: time) }
+                  outcome.resourceKey, outcome.correlationId, time])] + events.dropFirst().map { Outbox.append($0, at: time, leased: true) }
     }
 }
 
@@ -75,11 +77,18 @@ public enum Outbox {
 
     /// Event ids are unique in the outbox (a second row with one id is an error), except where the
     /// caller says a repeat is expected (`ignoringDuplicate`: a rejection of a redelivered message).
-    static func append(_ row: OutboxRow, at time: Date, ignoringDuplicate: Bool = false) -> PostgresStatement {
+    /// A `leased` row is the writing process's to publish (`OutboxRelay.publishCommitted`): other
+    /// relays keep off it for `lease`, and take it over after that if this process died. The
+    /// statement returns the row's `id`.
+    static func append(_ row: OutboxRow, at time: Date, ignoringDuplicate: Bool = false, leased: Bool = false) -> PostgresStatement {
         PostgresStatement("""
-            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz)
-            """ + (ignoringDuplicate ? " ON CONFLICT (event_id) DO NOTHING" : ""),
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at, lease_until)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz, \(leased ? "now() + interval '\(lease)'" : "NULL"))
+            """ + (ignoringDuplicate ? " ON CONFLICT (event_id) DO NOTHING" : "") + " RETURNING id",
             [row.eventId, row.eventType, row.exchange, row.routingKey, row.resourceKey, row.correlationId, row.body, time])
     }
+
+    /// How long a row is left to the relay that holds it (it claimed it, or its process wrote it);
+    /// past that (the relay died or hung), any relay takes it. Longer than a confirm may take.
+    static let lease = "15 seconds"
 }
