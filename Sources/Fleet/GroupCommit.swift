@@ -23,7 +23,7 @@ public struct GroupCommitSettings: Sendable {
 
     public static let maxMembersLimit = 50
 
-    public init(maxMembers: Int = 16, wait: Duration = .zero, budget: Duration = .milliseconds(25), runners: Int = 2, maxRunners: Int = 32) {
+    public init(maxMembers: Int = 16, wait: Duration = .zero, budget: Duration = .milliseconds(25), runners: Int = 8, maxRunners: Int = 32) {
         self.maxMembers = max(1, min(maxMembers, Self.maxMembersLimit))
         self.wait = wait
         self.budget = budget

@@ -133,10 +133,12 @@ final class RelayPass: Sendable {
         let ids = Self.literal(rows.map(\.id))
         let blocked: Set<Int64>
         do {
-            blocked = Set(try await pool.query("""
+            // Planned afresh, like the claim: a generic plan scans the whole table for the EXISTS
+            // (measured: 31 ms a call, the top statement of a drain).
+            blocked = Set(try await inTransaction([Self.customPlans, PostgresStatement("""
                 SELECT o.id FROM outbox o
                 WHERE o.id = ANY($1::bigint[]) AND EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
-                """, [ids]).rows.map { try $0.int64("id") })
+                """, [ids])])[1].rows.map { try $0.int64("id") })
         } catch {
             await release(rows.map(\.id))
             throw error
@@ -200,7 +202,6 @@ final class RelayPass: Sendable {
                 """, [ids, Exchanges.events, self.clock.now])])
         }
         publishedCounter.increment(by: confirmed.count)
-        if !confirmed.isEmpty { await vacuumIfDue(published: confirmed.count) }
         if let failure {
             await release(Array(Set(events.map(\.id)).subtracting(confirmed)))
             failures.increment()
@@ -214,33 +215,6 @@ final class RelayPass: Sendable {
     /// the connection and turns the claim quadratic in the backlog: 100 ms a claim and 280 ms a
     /// delete at 10,000 rows, measured. Planned afresh each time, they use the indexes.
     static let customPlans = PostgresStatement.simple("SET LOCAL plan_cache_mode TO force_custom_plan")
-
-    /// Between two autovacuums (at most one a minute) a busy outbox is thousands of pages of dead
-    /// rows around a few live ones, and a claim that reads them costs 17 ms (measured at 200
-    /// commands/s). So a relay that published `vacuumAfterRows` since its last vacuum vacuums the
-    /// table itself, at most every `vacuumEvery`; `SKIP_LOCKED` leaves it to another relay already
-    /// at it. A vacuum costs PostgreSQL 100-300 ms: a relay that publishes a few rows (the clock's
-    /// ticks, a sweep's events) leaves it to the busy one and to autovacuum (measured: eight
-    /// processes vacuuming every 5 s cost PostgreSQL 1.6 ms of CPU per command relayed).
-    static let vacuumEvery: Duration = .seconds(5)
-    static let vacuumAfterRows = 2_000
-    private let lastVacuum = Mutex((at: ContinuousClock.now, published: 0))
-
-    private func vacuumIfDue(published: Int) async {
-        let now = ContinuousClock.now
-        let due = lastVacuum.withLock { last in
-            last.published += published
-            guard now - last.at >= Self.vacuumEvery, last.published >= Self.vacuumAfterRows else { return false }
-            last = (now, 0)
-            return true
-        }
-        guard due else { return }
-        do {
-            try await pool.withConnection { try await $0.execute(simple: "VACUUM (SKIP_LOCKED) outbox") }
-        } catch {
-            logger.debug("could not vacuum the outbox", metadata: ["error": "\(error)"])
-        }
-    }
 
     /// `statements` in one transaction, sent as one pipeline; rolled back if one fails.
     private func inTransaction(_ statements: [PostgresStatement]) async throws -> [PostgresResult] {

@@ -65,7 +65,7 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     public var fleetBrokerUsers: [String] = (environment("PAYFLEET_FLEET_BROKER_USERS") ?? "").split(separator: ",").map(String.init)
 
     @Option(name: .customLong("group-commit"), help: "Commands that share one PostgreSQL transaction at most, each in its own savepoint, when they are ready together; 1 = a transaction per command (env PAYFLEET_GROUP_COMMIT; at most \(GroupCommitSettings.maxMembersLimit)).")
-    public var groupCommit: Int = Int(environment("PAYFLEET_GROUP_COMMIT") ?? "") ?? 16
+    public var groupCommit: Int = Int(environment("PAYFLEET_GROUP_COMMIT") ?? "") ?? 1
 
     @Option(name: .customLong("group-commit-wait-ms"), help: "Milliseconds a group that is not full waits for company; 0 = never (env PAYFLEET_GROUP_COMMIT_WAIT_MS).")
     public var groupCommitWaitMilliseconds: Int = Int(environment("PAYFLEET_GROUP_COMMIT_WAIT_MS") ?? "") ?? 0
@@ -73,8 +73,8 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("group-commit-budget-ms"), help: "Milliseconds a group runs members before it commits and leaves the rest to the next group (env PAYFLEET_GROUP_COMMIT_BUDGET_MS).")
     public var groupCommitBudgetMilliseconds: Int = Int(environment("PAYFLEET_GROUP_COMMIT_BUDGET_MS") ?? "") ?? 25
 
-    @Option(name: .customLong("group-commit-runners"), help: "Group transactions running at once, at least; more start while a full group waits, up to the concurrency (env PAYFLEET_GROUP_COMMIT_RUNNERS).")
-    public var groupCommitRunners: Int = Int(environment("PAYFLEET_GROUP_COMMIT_RUNNERS") ?? "") ?? 2
+    @Option(name: .customLong("group-commit-runners"), help: "Group transactions running at once, at least (at most the concurrency); more start while a full group waits, up to the concurrency (env PAYFLEET_GROUP_COMMIT_RUNNERS).")
+    public var groupCommitRunners: Int = Int(environment("PAYFLEET_GROUP_COMMIT_RUNNERS") ?? "") ?? 8
 
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
     public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
@@ -84,7 +84,8 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     /// The group commit these options ask for.
     public var groupCommitSettings: GroupCommitSettings {
         GroupCommitSettings(maxMembers: groupCommit, wait: .milliseconds(groupCommitWaitMilliseconds),
-                            budget: .milliseconds(groupCommitBudgetMilliseconds), runners: groupCommitRunners, maxRunners: concurrency)
+                            budget: .milliseconds(groupCommitBudgetMilliseconds), runners: min(groupCommitRunners, concurrency),
+                            maxRunners: concurrency)
     }
 
     public mutating func validate() throws {
@@ -98,7 +99,7 @@ public struct WorkerOptions: ParsableArguments, Sendable {
         }
         guard (0...1000).contains(groupCommitWaitMilliseconds) else { throw ValidationError("--group-commit-wait-ms must be 0...1000") }
         guard (1...60_000).contains(groupCommitBudgetMilliseconds) else { throw ValidationError("--group-commit-budget-ms must be 1...60000") }
-        guard (1...concurrency).contains(groupCommitRunners) else { throw ValidationError("--group-commit-runners must be 1...the concurrency") }
+        guard groupCommitRunners >= 1 else { throw ValidationError("--group-commit-runners must be >= 1") }
         guard shutdownTimeout >= 1 else { throw ValidationError("--shutdown-timeout must be >= 1") }
     }
 }

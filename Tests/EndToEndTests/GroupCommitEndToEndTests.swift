@@ -12,9 +12,10 @@ import Testing
 /// a crash inside a group's transaction, and groups of two workers over the same merchants.
 extension EndToEnd {
 @Suite(.serialized) struct GroupCommitEndToEndTests {
-    /// Groups of up to 16, and a group waits 5 ms for company: with a backlog every group has
-    /// several members (the metrics below prove it), so these tests never pass with grouping off.
-    static let grouping = ["PAYFLEET_GROUP_COMMIT": "16", "PAYFLEET_GROUP_COMMIT_WAIT_MS": "5"]
+    /// Groups of up to 16, two running at once, and a group waits 5 ms for company: with a backlog
+    /// every group has several members (the metrics below prove it), so these tests never pass
+    /// with grouping off (the default).
+    static let grouping = ["PAYFLEET_GROUP_COMMIT": "16", "PAYFLEET_GROUP_COMMIT_WAIT_MS": "5", "PAYFLEET_GROUP_COMMIT_RUNNERS": "2"]
 
     static func startWorker(_ extra: [String: String] = [:]) async throws -> (FleetProcess, port: Int) {
         let port = FleetProcess.freePort()

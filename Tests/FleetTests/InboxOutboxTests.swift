@@ -239,6 +239,39 @@ import Testing
         await Self.drop(schema, pool)
     }
 
+    /// A process publishes its own commits from memory, but never ahead of an older row of the
+    /// same resource still in the outbox (another process's, unpublished): that row goes first.
+    @Test func ownRowsWaitForAnOlderRowOfTheirResource() async throws {
+        let (pool, schema) = try await Self.privateOutbox()
+        let topic = schema
+        let events = try await EventSubscriber(bindingKey: "sys.\(topic).#")
+        func row(_ id: String, _ resource: String) -> OutboxRow {
+            OutboxRow(eventId: "\(topic)-\(id)", eventType: "test.event", exchange: Exchanges.events, routingKey: "sys.\(topic).\(resource)",
+                      resourceKey: "\(topic):\(resource)", correlationId: nil, body: "{}")
+        }
+        // Another process's row of resource r1, committed first and not published yet.
+        try await insert([row("older", "r1")], pool: pool)
+        // This process's commit: a row of r1 and one of r2, leased to it.
+        var own = [row("newer", "r1"), row("alone", "r2")]
+        let results = try await pool.withConnection {
+            try await $0.batch([.begin] + own.map { Outbox.append($0, at: Date(), leased: true) } + [.commit])
+        }
+        for index in own.indices { own[index].id = try results[index + 1].rows[0].int64("id") }
+
+        let publisher = try await TestEnvironment.amqp("own relay")
+        let relay = OutboxRelay(pool: pool, publisher: publisher, logger: TestEnvironment.logger)
+        relay.publishCommitted(own)
+        while try await relay.relayOnce() > 0 || relay.pass.hasOwn {}
+        let received = await events.wait { $0.count >= 3 }
+        #expect(received.filter { $0.routingKey.hasSuffix(".r1") }.map(\.eventId) == ["\(topic)-older", "\(topic)-newer"])
+        #expect(received.map(\.eventId).contains("\(topic)-alone"))
+        #expect(received.count == 3)
+        #expect(try await pool.query("SELECT count(*) AS n FROM outbox", []).rows[0].int("n") == 0)
+        await events.close()
+        await publisher.close()
+        await Self.drop(schema, pool)
+    }
+
     @Test func aRelayThatFailedLeavesItsRowsForTheNext() async throws {
         let (pool, schema) = try await Self.privateOutbox()
         let topic = schema
