@@ -15,13 +15,17 @@ struct OutcomeTimer {
     let connections: ConnectionOptions
     let merchant: String
     let inFlight: Int
+    /// Commands published per second (open loop: on a schedule, whether or not outcomes came), or
+    /// nil for as fast as `inFlight` allows.
+    let rate: Double?
     let logger: Logger
 
     /// Bootstraps logging (once per process: make one timer and run it as often as needed).
-    init(connections: ConnectionOptions, merchant: String, inFlight: Int) {
+    init(connections: ConnectionOptions, merchant: String, inFlight: Int, rate: Double? = nil) {
         self.connections = connections
         self.merchant = merchant
         self.inFlight = inFlight
+        self.rate = rate
         logger = FleetLogging.bootstrap(level: connections.logLevel, label: "bench")
     }
 
@@ -49,7 +53,11 @@ struct OutcomeTimer {
             return (latencies, types)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for (id, message) in messages {
+            for (index, (id, message)) in messages.enumerated() {
+                if let rate {
+                    let due = start + .nanoseconds(Int64(Double(index) / rate * 1e9))
+                    if due > clock.now { try await Task.sleep(until: due, clock: clock) }
+                }
                 await slots.wait()
                 sent.withLock { $0[id] = clock.now }
                 group.addTask { guard try await publisher.publish(message) == .acked else { throw Authorize.BenchError.notConfirmed } }
