@@ -44,7 +44,7 @@ public final class OutboxRelay: Service, Sendable {
         // Pass after pass until the outbox is empty; then every `idlePoll`, or at once when a
         // commit wakes it.
         loop = PeriodicTask(name: "outbox relay", interval: idlePoll, settle: coalesce, runAtStart: true, logger: logger) { _ in
-            try await pass.run(claim: false) > 0 || pass.hasOwn ? .more : .idle
+            try await pass.run(claim: false) > 0 || pass.hasOwn || pass.claimWanted.load(ordering: .relaxed) ? .more : .idle
         }
     }
 
@@ -92,13 +92,6 @@ final class RelayPass: Sendable {
     let batchSize: Int
     let logger: Logger
 
-    init(pool: PostgresPool, publisher: AMQPConnection, clock: WallClock, batchSize: Int, logger: Logger) {
-        self.pool = pool
-        self.publisher = publisher
-        self.clock = clock
-        self.batchSize = batchSize
-        self.logger = logger
-    }
     let publishedCounter = Metrics.Counter(label: "payfleet_outbox_published_total")
     let failures = Metrics.Counter(label: "payfleet_outbox_publish_failures_total")
     /// Rows this process committed and leased to itself, waiting to be published, in commit order.
@@ -112,6 +105,14 @@ final class RelayPass: Sendable {
     /// Set by `notify`: a row was written for the claim (a rejection, an event written outside a
     /// command), so the next pass claims.
     let claimWanted = Atomic<Bool>(false)
+
+    init(pool: PostgresPool, publisher: AMQPConnection, clock: WallClock, batchSize: Int, logger: Logger) {
+        self.pool = pool
+        self.publisher = publisher
+        self.clock = clock
+        self.batchSize = batchSize
+        self.logger = logger
+    }
 
     /// A pass: this process's own rows if any are waiting; and a claim from the table when `claim`
     /// says so, when `notify` asked, or at least every `claimAtLeastEvery` (the idle poll, and
@@ -150,7 +151,10 @@ final class RelayPass: Sendable {
             await release(rows.map(\.id))
             throw error
         }
-        if !blocked.isEmpty { await release(Array(blocked)) }
+        if !blocked.isEmpty {
+            await release(Array(blocked))
+            claimWanted.store(true, ordering: .relaxed)
+        }
         return try await publishAndDelete(rows.filter { !blocked.contains($0.id) })
     }
 

@@ -31,6 +31,34 @@ extension EndToEnd {
 
     static func json(_ object: Any) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
+    /// After a crash test: every command has exactly one outcome event id (re-deliveries repeat
+    /// the same id), exactly one payment (none doubled, none lost), the declines (amounts ending
+    /// in 51) failed, and the limit counters equal the sum of the succeeded amounts (declines were
+    /// released). Returns that sum and the counter.
+    static func expectExactlyOnce(_ commands: [CloudEvent<PaymentRequest>], outcomes: [EventSubscriber.Received], merchantId: String,
+                                  pool: PostgresPool, redis: RedisClient) async throws -> (succeededSum: Int64, counter: Int64) {
+        let total = commands.count
+        let byCommand = Dictionary(grouping: outcomes, by: { $0.correlationId ?? "" })
+        #expect(Set(commands.map(\.id)).isSubset(of: Set(byCommand.keys)))
+        #expect(byCommand.values.allSatisfy { Set($0.map(\.eventId)).count == 1 }, "a command got two different outcomes")
+
+        let rows = try await pool.query("""
+            SELECT count(*) AS n, count(DISTINCT command_id) AS commands,
+                   coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0) AS succeeded_sum,
+                   count(*) FILTER (WHERE status = 'failed') AS failed
+            FROM payments WHERE merchant_id = $1
+            """, [merchantId]).rows[0]
+        #expect(try rows.int("n") == total)
+        #expect(try rows.int("commands") == total)
+        #expect(try rows.int("failed") == commands.filter { $0.data.amount % 100 == 51 }.count)
+
+        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchantId, windows: LimitWindows(at: Date()))
+        let succeededSum = try rows.int64("succeeded_sum")
+        #expect(usage.month == succeededSum)
+        #expect(succeededSum == commands.filter { $0.data.amount % 100 != 51 }.map(\.data.amount).reduce(0, +))
+        return (succeededSum, usage.month)
+    }
+
     @Test func anHTTPPaymentGivesAnOutcomeAndAnEvent() async throws {
         try await Fixtures.resetChannelStats()
         let worker = try await Self.startWorker()
@@ -206,31 +234,11 @@ extension EndToEnd {
         let outcomes = await events.wait(timeout: .seconds(180)) { Set($0.compactMap(\.correlationId)).count >= total }
         await worker.terminate()
 
-        // Every command has exactly one outcome event id (re-deliveries repeat the same id).
-        let byCommand = Dictionary(grouping: outcomes, by: { $0.correlationId ?? "" })
-        #expect(Set(commands.map(\.id)).isSubset(of: Set(byCommand.keys)))
-        #expect(byCommand.values.allSatisfy { Set($0.map(\.eventId)).count == 1 }, "a command got two different outcomes")
-
-        // Exactly one payment per command, none doubled.
-        let rows = try await pool.query("""
-            SELECT count(*) AS n, count(DISTINCT command_id) AS commands,
-                   coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0) AS succeeded_sum,
-                   count(*) FILTER (WHERE status = 'failed') AS failed
-            FROM payments WHERE merchant_id = $1
-            """, [merchant.merchantId]).rows[0]
-        #expect(try rows.int("n") == total)
-        #expect(try rows.int("commands") == total)
-        let declined = commands.filter { $0.data.amount % 100 == 51 }.count
-        #expect(try rows.int("failed") == declined)
-
-        // The limit counters equal the sum of the succeeded amounts (declines were released).
-        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: LimitWindows(at: Date()))
-        let succeededSum = try rows.int64("succeeded_sum")
-        #expect(usage.month == succeededSum)
-        #expect(succeededSum == commands.filter { $0.data.amount % 100 != 51 }.map(\.data.amount).reduce(0, +))
+        let (succeededSum, counter) = try await Self.expectExactlyOnce(commands, outcomes: outcomes, merchantId: merchant.merchantId,
+                                                                       pool: pool, redis: redis)
 
         print("kill -9 test: killed at \(doneAtKill)/\(total) payments; \(outcomes.count) outcome deliveries for \(total) commands " +
-              "(\(outcomes.count - total) re-emitted duplicates); limit counter \(usage.month) = succeeded sum \(succeededSum)")
+              "(\(outcomes.count - total) re-emitted duplicates); limit counter \(counter) = succeeded sum \(succeededSum)")
         await events.close()
         await broker.close()
         await redis.close()

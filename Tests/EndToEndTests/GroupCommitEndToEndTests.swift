@@ -75,33 +75,13 @@ extension EndToEnd {
         let outcomes = await events.wait(timeout: .seconds(300)) { Set($0.compactMap(\.correlationId)).count >= total }
         await worker.terminate()
 
-        // Every command has exactly one outcome event id (re-deliveries repeat the same id).
-        let byCommand = Dictionary(grouping: outcomes, by: { $0.correlationId ?? "" })
-        #expect(Set(commands.map(\.id)).isSubset(of: Set(byCommand.keys)))
-        #expect(byCommand.values.allSatisfy { Set($0.map(\.eventId)).count == 1 }, "a command got two different outcomes")
-
-        // Exactly one payment per command, none doubled, none lost.
-        let rows = try await pool.query("""
-            SELECT count(*) AS n, count(DISTINCT command_id) AS commands,
-                   coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0) AS succeeded_sum,
-                   count(*) FILTER (WHERE status = 'failed') AS failed
-            FROM payments WHERE merchant_id = $1
-            """, [merchant.merchantId]).rows[0]
-        #expect(try rows.int("n") == total)
-        #expect(try rows.int("commands") == total)
-        let declined = commands.filter { $0.data.amount % 100 == 51 }.count
-        #expect(try rows.int("failed") == declined)
+        let (succeededSum, counter) = try await AuthorizeEndToEndTests.expectExactlyOnce(
+            commands, outcomes: outcomes, merchantId: merchant.merchantId, pool: pool, redis: redis)
         let inbox = try await pool.query("SELECT count(*) AS n FROM inbox WHERE merchant_id = $1", [merchant.merchantId]).rows[0]
         #expect(try inbox.int("n") == total)
 
-        // The limit counters equal the sum of the succeeded amounts (declines were released).
-        let usage = try await LimitLedger(redis: redis).usage(merchantId: merchant.merchantId, windows: LimitWindows(at: Date()))
-        let succeededSum = try rows.int64("succeeded_sum")
-        #expect(usage.month == succeededSum)
-        #expect(succeededSum == commands.filter { $0.data.amount % 100 != 51 }.map(\.data.amount).reduce(0, +))
-
         print("group commit kill test: crashed inside a group at \(doneAtCrash), killed at \(doneAtKill) of \(total) payments; " +
-              "\(outcomes.count) outcome deliveries; limit counter \(usage.month) = succeeded sum \(succeededSum)")
+              "\(outcomes.count) outcome deliveries; limit counter \(counter) = succeeded sum \(succeededSum)")
         await events.close()
         await broker.close()
         await redis.close()
