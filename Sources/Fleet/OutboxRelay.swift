@@ -213,7 +213,7 @@ final class RelayPass: Sendable {
                 """, [ids, Exchanges.events, self.clock.now])])
         }
         publishedCounter.increment(by: confirmed.count)
-        if !confirmed.isEmpty { await vacuumIfDue(published: confirmed.count) }
+        if !confirmed.isEmpty { vacuumIfDue(published: confirmed.count) }
         if let failure {
             await release(Array(Set(events.map(\.id)).subtracting(confirmed)))
             failures.increment()
@@ -240,7 +240,7 @@ final class RelayPass: Sendable {
     static let vacuumAfterRows = 2_000
     private let lastVacuum = Mutex((at: ContinuousClock.now, published: 0))
 
-    private func vacuumIfDue(published: Int) async {
+    private func vacuumIfDue(published: Int) {
         let now = ContinuousClock.now
         let due = lastVacuum.withLock { last in
             last.published += published
@@ -249,10 +249,15 @@ final class RelayPass: Sendable {
             return true
         }
         guard due else { return }
-        do {
-            try await pool.withConnection { try await $0.execute(simple: "VACUUM (SKIP_LOCKED) outbox") }
-        } catch {
-            logger.debug("could not vacuum the outbox", metadata: ["error": "\(error)"])
+        // Beside the pass, not in it: a vacuum takes 100-900 ms, and this process's events would
+        // wait for it (measured: light-load p99 622 ms with the vacuum inline).
+        let pool = pool, logger = logger
+        Task {
+            do {
+                try await pool.withConnection { try await $0.execute(simple: "VACUUM (SKIP_LOCKED) outbox") }
+            } catch {
+                logger.debug("could not vacuum the outbox", metadata: ["error": "\(error)"])
+            }
         }
     }
 
