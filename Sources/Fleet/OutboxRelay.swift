@@ -138,15 +138,16 @@ final class RelayPass: Sendable {
     /// is given up to the claim, which keeps the order. Rows of one resource in one batch are
     /// given up too (a batch publishes at once, in no order).
     private func publishOwn(_ rows: [OutboxRow]) async throws -> Int {
-        let ids = Self.literal(rows.map(\.id))
         let blocked: Set<Int64>
         do {
-            // Planned afresh, like the claim: a generic plan scans the whole table for the EXISTS
-            // (measured: 31 ms a call, the top statement of a drain).
-            blocked = Set(try await inTransaction([Self.customPlans, PostgresStatement("""
-                SELECT o.id FROM outbox o
-                WHERE o.id = ANY($1::bigint[]) AND EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
-                """, [ids])])[1].rows.map { try $0.int64("id") })
+            // Each row's resource looked up alone, in the (resource_key, id) index, for its oldest
+            // row. Written as `min` so the plan cannot depend on the statistics of this churning
+            // table: with `EXISTS (... p.id < o.id)` the planner scanned older ids by the primary
+            // key when its estimates were stale (3 ms a call, 41 ms at worst; measured in a drain).
+            blocked = Set(try await pool.query("""
+                SELECT r.id FROM unnest($1::bigint[], $2::text[]) AS r(id, resource_key)
+                WHERE (SELECT min(p.id) FROM outbox p WHERE p.resource_key = r.resource_key) < r.id
+                """, [PostgresArray.bigint(rows.map(\.id)), PostgresArray.text(rows.map(\.resourceKey))]).rows.map { try $0.int64("id") })
         } catch {
             await release(rows.map(\.id))
             throw error
@@ -160,10 +161,8 @@ final class RelayPass: Sendable {
 
     /// Leaves rows to the claim (best effort: if this fails, their lease ends by itself).
     private func release(_ ids: [Int64]) async {
-        _ = try? await pool.query("UPDATE outbox SET lease_until = NULL WHERE id = ANY($1::bigint[])", [Self.literal(ids)])
+        _ = try? await pool.query("UPDATE outbox SET lease_until = NULL WHERE id = ANY($1::bigint[])", [PostgresArray.bigint(ids.sorted())])
     }
-
-    private static func literal(_ ids: [Int64]) -> String { "{" + ids.sorted().map(String.init).joined(separator: ",") + "}" }
 
     /// Claims the oldest pending row of up to `batchSize` resources, publishes and deletes them.
     private func claim() async throws -> Int {
@@ -176,7 +175,7 @@ final class RelayPass: Sendable {
             WHERE id IN (
                 SELECT o.id FROM outbox o
                 WHERE COALESCE(o.lease_until, '-infinity') < now()
-                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
+                  AND (SELECT min(p.id) FROM outbox p WHERE p.resource_key = o.resource_key) = o.id
                 ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING id, event_id, event_type, exchange, routing_key, resource_key, correlation_id, body
             """, [self.batchSize])])[2].rows
@@ -200,7 +199,7 @@ final class RelayPass: Sendable {
         // (`notifications`) in the same statement: in publish order, so per resource in commit
         // order, and exactly once. What was not is released for the next pass.
         if !confirmed.isEmpty {
-            let ids = Self.literal(confirmed)
+            let ids = PostgresArray.bigint(confirmed.sorted())
             // Published already: waiting a while for a row another relay's claim holds is better
             // than failing and publishing the whole batch again.
             _ = try await inTransaction([.simple("SET LOCAL synchronous_commit TO off"), .simple("SET LOCAL lock_timeout TO '60s'"),

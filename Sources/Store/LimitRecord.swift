@@ -121,15 +121,17 @@ extension LimitRecord {
         var undercounted: [String] = []
         for chunk in stride(from: 0, to: merchants.count, by: 500).map({ Array(merchants[$0..<min($0 + 500, merchants.count)]) }) {
             let recorded = try await pool.withConnection { connection in
-                try await connection.query("""
-                    SELECT m AS merchant_id, limit_recorded(m, $2, $3) AS day, limit_recorded(m, $4, $5) AS month
-                    FROM unnest($1::text[]) AS m
-                    """, [PostgresArray.text(chunk), windows.dayStart, windows.dayEnd, windows.monthStart, windows.monthEnd]).rows
-                    .map { (try $0.string("merchant_id"), try $0.int64("day"), try $0.int64("month")) }
+                try await connection.query(Self.incrementalRecordSQL, [
+                    PostgresArray.text(chunk), windows.day, windows.dayStart, windows.dayEnd,
+                    windows.month, windows.monthStart, windows.monthEnd,
+                ]).rows.map { row in
+                    (try row.string("merchant_id"), try row.int64("day"), try row.int64("month"), try row.string("horizon"))
+                }
             }
             let counters = try await ledger.usage(merchantIds: recorded.map(\.0), windows: windows)
             var ids: [String] = [], kinds: [String] = [], windowIds: [String] = [], used: [String] = [], durable: [String] = []
-            for (index, (merchantId, day, month)) in recorded.enumerated() {
+            var horizons: [String] = []
+            for (index, (merchantId, day, month, horizon)) in recorded.enumerated() {
                 let usage = counters[index]
                 if usage.day < day || usage.month < month { undercounted.append(merchantId) }
                 ids += [merchantId, merchantId]
@@ -137,15 +139,17 @@ extension LimitRecord {
                 windowIds += [windows.day, windows.month]
                 used += [String(usage.day), String(usage.month)]
                 durable += [String(day), String(month)]
+                horizons += [horizon, horizon]
             }
             _ = try await pool.withConnection { connection in
                 try await connection.query("""
-                    INSERT INTO limit_usage (merchant_id, window_kind, window_id, used, recorded, synced_at)
-                    SELECT * , now() FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+                    INSERT INTO limit_usage (merchant_id, window_kind, window_id, used, recorded, recorded_through, synced_at)
+                    SELECT * , now() FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::xid8[])
                     ON CONFLICT (merchant_id, window_kind, window_id)
-                    DO UPDATE SET used = EXCLUDED.used, recorded = EXCLUDED.recorded, synced_at = EXCLUDED.synced_at
+                    DO UPDATE SET used = EXCLUDED.used, recorded = EXCLUDED.recorded, recorded_through = EXCLUDED.recorded_through,
+                                  synced_at = EXCLUDED.synced_at
                     """, [PostgresArray.text(ids), PostgresArray.text(kinds), PostgresArray.text(windowIds), PostgresArray.text(used),
-                          PostgresArray.text(durable)])
+                          PostgresArray.text(durable), PostgresArray.text(horizons)])
             }
         }
         // A counter read below the record may only be racing a give-back (Redis first, its commit
@@ -158,4 +162,37 @@ extension LimitRecord {
         }
         return (merchants.count, repaired)
     }
+
+    /// What the record counts in each merchant's day and month windows, through a horizon: the
+    /// oldest transaction still running when the statement began (`pg_snapshot_xmin`), so every
+    /// entry below it is final and none to come can fall below it. A window synced before adds the
+    /// entries between its last horizon and this one (the `(merchant_id, xid)` index); a window
+    /// seen for the first time is summed in full, entries written before migration 10 included.
+    /// The counts of the windows `limit_recorded` defines: an entry counts in a window when its
+    /// reservation did, and a give-back only if it happened while the window was current.
+    static let incrementalRecordSQL = """
+        WITH windows (kind, window_id, since, until) AS (
+            VALUES ('day', $2::text, $3::timestamptz, $4::timestamptz), ('month', $5::text, $6::timestamptz, $7::timestamptz)
+        ), horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xid),
+        counted AS (
+            SELECT m.merchant_id, w.kind, h.xid AS horizon,
+                   CASE WHEN u.recorded_through IS NULL THEN (
+                       SELECT COALESCE(sum(e.amount), 0) FROM limit_entries e
+                       WHERE e.merchant_id = m.merchant_id AND e.counted_at >= w.since AND e.counted_at < w.until
+                         AND (e.kind = 'reserve' OR (e.at >= w.since AND e.at < w.until))
+                         AND (e.xid IS NULL OR e.xid < h.xid))
+                   ELSE u.recorded + (
+                       SELECT COALESCE(sum(e.amount), 0) FROM limit_entries e
+                       WHERE e.merchant_id = m.merchant_id AND e.xid >= u.recorded_through AND e.xid < h.xid
+                         AND e.counted_at >= w.since AND e.counted_at < w.until
+                         AND (e.kind = 'reserve' OR (e.at >= w.since AND e.at < w.until)))
+                   END AS recorded
+            FROM unnest($1::text[]) AS m (merchant_id)
+            CROSS JOIN windows w CROSS JOIN horizon h
+            LEFT JOIN limit_usage u ON u.merchant_id = m.merchant_id AND u.window_kind = w.kind AND u.window_id = w.window_id
+        )
+        SELECT merchant_id, horizon::text AS horizon,
+               max(recorded) FILTER (WHERE kind = 'day')::bigint AS day, max(recorded) FILTER (WHERE kind = 'month')::bigint AS month
+        FROM counted GROUP BY merchant_id, horizon
+        """
 }

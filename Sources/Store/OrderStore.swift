@@ -68,12 +68,3 @@ public struct OrderStore: Sendable {
                      refundedAmount: try row.int64("refunded_amount"))
     }
 }
-
-/// PostgreSQL array literals for text parameters (`$1::text[]`).
-public enum PostgresArray {
-    /// Every element quoted and escaped.
-    public static func text(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
-    }
-}

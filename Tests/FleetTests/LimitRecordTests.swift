@@ -107,6 +107,54 @@ import Testing
         await redis.close()
         await pool.close()
     }
+
+    /// A pass adds only what committed since the last one, through a horizon no running
+    /// transaction is below: an entry of a transaction still open when a pass ran is counted by a
+    /// later pass, once, and so is every entry committed after it.
+    @Test func theSyncCountsAnEntryOfATransactionOpenDuringAPassExactlyOnce() async throws {
+        let pool = try TestEnvironment.postgres(size: 3)
+        let redis = try TestEnvironment.redis()
+        let merchant = try await Fixtures.merchant(pool).merchant.merchantId
+        let ledger = LimitLedger(redis: redis)
+        let record = LimitRecord(ledger: ledger, pool: pool)
+        let now = Date()
+        let windows = LimitWindows(at: now)
+        func recorded() async throws -> [Int64] {
+            try await pool.query("SELECT recorded FROM limit_usage WHERE merchant_id = $1 ORDER BY window_kind", [merchant]).rows
+                .map { try $0.int64("recorded") }
+        }
+        _ = try await pool.withConnection { try await $0.batch(Self.insertPayment(merchantId: merchant, amountBase: 400, status: "succeeded", at: now)) }
+        try await record.rebuild(merchantId: merchant, windows: windows)
+        _ = try await record.sync(at: now)
+        #expect(try await recorded() == [400, 400], "the first pass sums the window in full")
+
+        try await pool.withConnection { open in
+            // Written first, committed last: its transaction id is below the next entry's.
+            _ = try await open.batch([.begin] + Self.insertPayment(merchantId: merchant, amountBase: 300, status: "succeeded", at: now))
+            _ = try await pool.withConnection { try await $0.batch(Self.insertPayment(merchantId: merchant, amountBase: 50, status: "pending", at: now)) }
+            _ = try await record.sync(at: now)
+            #expect(try await recorded() == [400, 400], "nothing at or above the open transaction is counted yet")
+            _ = try await open.batch([.commit])
+        }
+        // Other tests' transactions may hold the horizon back for a while: wait for it to pass.
+        let deadline = ContinuousClock.now + .seconds(60)
+        var seen: [[Int64]] = []
+        while ContinuousClock.now < deadline {
+            _ = try await record.sync(at: now)
+            seen.append(try await recorded())
+            if seen.last == [750, 750] { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(seen.last == [750, 750], "both entries counted once the horizon passed them: \(seen)")
+        #expect(seen.allSatisfy { [[400, 400], [700, 700], [750, 750]].contains($0) }, "never the later entry without the earlier: \(seen)")
+        _ = try await record.sync(at: now)
+        _ = try await record.sync(at: now)
+        #expect(try await recorded() == [750, 750], "later passes add nothing twice")
+        let full = try await pool.withConnection { try await LimitRecord.recorded(merchantId: merchant, windows: windows, on: $0) }
+        #expect(full == (750, 750), "the same as summing the record in full")
+        await redis.close()
+        await pool.close()
+    }
 }
 
 /// Cache-aside with generation-guarded fills, the configuration documents and the risk inputs.
