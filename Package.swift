@@ -59,7 +59,7 @@ let package = Package(
         // The worker runtime every worker links: queues, handlers, outcomes, inbox and outbox,
         // retries and parking, time, periodic services, health and metrics. It knows no payments.
         .target(name: "Fleet", dependencies: [
-            "AMQP", "Postgres", "Redis", "Contract",
+            "AMQP", "ConnectionThread", "Postgres", "Redis", "Contract",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store", "Contract"]),
         // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "PayFleetTesting"]),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PayFleetTesting"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "ConnectionThread", "PayFleetTesting"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "PayFleetTesting"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "PaymentServices", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting", "Contract", "Payments",
                                                   .product(name: "PropertyBased", package: "swift-property-based")]),

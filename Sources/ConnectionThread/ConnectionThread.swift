@@ -7,9 +7,14 @@ import Foundation
 /// cores (2 here), so a blocking call on it stalls every task in the process. Async callers
 /// hop onto this thread with `run(_:)` and are resumed through a continuation when the job is done.
 ///
+/// A caller already on a thread that may block (a `BlockingExecutor`'s) runs its job itself when
+/// the connection is idle, without the two thread switches of a hop: a command's PostgreSQL and
+/// Redis calls cost a system call, not a trip through this thread and back.
+///
 /// `@unchecked Sendable` because: `state` (which holds the non-Sendable C handle) is read and
-/// written only on the thread this object starts, inside jobs and `teardown`; the job queue and
-/// flags are guarded by `condition`. Nothing else is mutable.
+/// written by one thread at a time: this object's thread inside jobs and `teardown`, or an inline
+/// caller while `inline` is set, which this thread waits out (both under `condition`, whose lock
+/// orders the memory). The job queue and flags are guarded by `condition`. Nothing else is mutable.
 ///
 public final class ConnectionThread<State>: @unchecked Sendable {
     private let condition = NSCondition()
@@ -17,6 +22,10 @@ public final class ConnectionThread<State>: @unchecked Sendable {
     private var jobsHead = 0
     private var stopping = false
     private var finished = false
+    /// This thread is running a job.
+    private var running = false
+    /// A caller is running a job inline.
+    private var inline = false
     private var finishWaiters: [CheckedContinuation<Void, Never>] = []
     private var state: State
     private let teardown: (inout State) -> Void
@@ -40,6 +49,7 @@ public final class ConnectionThread<State>: @unchecked Sendable {
         _ body: @escaping @Sendable (inout State) throws -> T
     ) async throws -> T {
         let closed = closedError()
+        if BlockingExecutor.isCurrentThread, let result = runInline(body) { return try result.get() }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let accepted = enqueue { state in
                 continuation.resume(with: Result { try body(&state) })
@@ -72,6 +82,24 @@ public final class ConnectionThread<State>: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on the calling thread if the connection is idle (nothing queued or running);
+    /// nil when it is not (the caller hops instead).
+    private func runInline<T>(_ body: (inout State) throws -> T) -> Result<T, any Error>? {
+        condition.lock()
+        guard !stopping, !running, !inline, jobsHead == jobs.count else {
+            condition.unlock()
+            return nil
+        }
+        inline = true
+        condition.unlock()
+        let result = Result { try body(&state) }
+        condition.lock()
+        inline = false
+        condition.signal()
+        condition.unlock()
+        return result
+    }
+
     private func enqueue(_ job: @escaping (inout State) -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -84,7 +112,7 @@ public final class ConnectionThread<State>: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while jobsHead == jobs.count && !stopping {
+            while inline || (jobsHead == jobs.count && !stopping) {
                 condition.wait()
             }
             if jobsHead == jobs.count {
@@ -98,8 +126,12 @@ public final class ConnectionThread<State>: @unchecked Sendable {
                 jobs.removeFirst(jobsHead)
                 jobsHead = 0
             }
+            running = true
             condition.unlock()
             job(&state)
+            condition.lock()
+            running = false
+            condition.unlock()
         }
         teardown(&state)
         condition.lock()

@@ -1,4 +1,5 @@
 import AMQP
+import ConnectionThread
 import Contract
 import Foundation
 import Logging
@@ -35,6 +36,9 @@ public final class CommandWorker: Service, Sendable {
     let handlers: [String: HandlerBinding]
     let retry: RetryPolicy
     let concurrency: Int
+    /// Each command in flight runs on a thread of its own (a `BlockingExecutor`), where its
+    /// PostgreSQL and Redis calls run inline; false: on Swift's pool, each call a hop.
+    let commandThreads: Bool
     /// At most this many commands started a second (nil: as fast as they come).
     let rate: RateLimit?
     let clock: WallClock
@@ -54,7 +58,7 @@ public final class CommandWorker: Service, Sendable {
     public init(queue: String, consumer: AMQPConnection, publisher: AMQPConnection, pool: PostgresPool,
                 relay: OutboxRelay, retry: RetryPolicy, concurrency: Int, maxRate: Double? = nil, clock: WallClock = .system,
                 policy: PublisherPolicy, maxMessageBytes: Int = CommandWorker.defaultMaxMessageBytes,
-                groupCommit: GroupCommitSettings = .off, logger: Logger) {
+                groupCommit: GroupCommitSettings = .off, commandThreads: Bool = false, logger: Logger) {
         self.queue = queue
         let source = "/payfleet/\(queue.split(separator: ".").last.map(String.init) ?? queue)"
         self.source = source
@@ -65,6 +69,7 @@ public final class CommandWorker: Service, Sendable {
         self.handlers = [:]
         self.retry = retry
         self.concurrency = concurrency
+        self.commandThreads = commandThreads
         self.rate = maxRate.map(RateLimit.init(perSecond:))
         self.clock = clock
         self.policy = policy
@@ -89,6 +94,7 @@ public final class CommandWorker: Service, Sendable {
         self.handlers = handlers
         retry = copy.retry
         concurrency = copy.concurrency
+        commandThreads = copy.commandThreads
         rate = copy.rate
         clock = copy.clock
         policy = copy.policy
@@ -122,17 +128,21 @@ public final class CommandWorker: Service, Sendable {
 
         logger.info("consuming", metadata: ["queue": "\(queue)", "concurrency": "\(concurrency)",
                                             "types": "\(handlers.keys.sorted().joined(separator: ","))"])
+        // One thread per command in flight: a command holds its thread from start to end, so
+        // blocking there holds up no other command.
+        let threads = commandThreads ? (0..<concurrency).map { BlockingExecutor(name: "command-\($0)") } : []
+        defer { for thread in threads { thread.shutdown() } }
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                var running = 0
+            await withTaskGroup(of: Int.self) { group in
+                var free = Array((0..<concurrency).reversed())
                 for await delivery in work {
-                    if running >= concurrency {
-                        await group.next()
-                        running -= 1
-                    }
-                    running += 1
+                    if free.isEmpty, let done = await group.next() { free.append(done) }
+                    let slot = free.removeLast()
                     await rate?.acquire()
-                    group.addTask { await self.process(delivery) }
+                    group.addTask(executorPreference: threads.isEmpty ? nil : threads[slot]) {
+                        await self.process(delivery)
+                        return slot
+                    }
                 }
                 await group.waitForAll()
             }

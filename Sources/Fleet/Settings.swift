@@ -76,6 +76,9 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("group-commit-runners"), help: "Group transactions running at once, at least (at most the concurrency); more start while a full group waits, up to the concurrency (env PAYFLEET_GROUP_COMMIT_RUNNERS).")
     public var groupCommitRunners: Int = Int(environment("PAYFLEET_GROUP_COMMIT_RUNNERS") ?? "") ?? 8
 
+    @Option(name: .customLong("command-threads"), help: "1: each command in flight runs on a thread of its own and makes its PostgreSQL and Redis calls there, without a thread switch per call; 0: on Swift's shared threads, every call a hop to the connection's thread (env PAYFLEET_COMMAND_THREADS; off by default until measured on a quiet machine).")
+    public var commandThreads: Int = Int(environment("PAYFLEET_COMMAND_THREADS") ?? "") ?? 0
+
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")
     public var shutdownTimeout: Int = Int(environment("PAYFLEET_SHUTDOWN_TIMEOUT") ?? "") ?? 25
 
@@ -90,6 +93,7 @@ public struct WorkerOptions: ParsableArguments, Sendable {
 
     public mutating func validate() throws {
         guard concurrency >= 1, concurrency <= 1024 else { throw ValidationError("--concurrency must be 1...1024") }
+        guard commandThreads == 0 || commandThreads == 1 else { throw ValidationError("--command-threads must be 0 or 1") }
         guard maxRate >= 0 else { throw ValidationError("--max-rate must be >= 0") }
         guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
         guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }

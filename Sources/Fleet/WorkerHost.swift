@@ -88,7 +88,8 @@ public enum WorkerHost {
                                    policy: PublisherPolicy(fleetUsers: Set([url.user] + options.fleetBrokerUsers),
                                                            directory: BrokerUserDirectory(pool: pool),
                                                            reservedQueues: Set(topology.queues.map(\.name))),
-                                   maxMessageBytes: options.maxMessageBytes, groupCommit: options.groupCommitSettings, logger: logger)
+                                   maxMessageBytes: options.maxMessageBytes, groupCommit: options.groupCommitSettings,
+                                   commandThreads: options.commandThreads == 1, logger: logger)
                 .handling(assembly.handlers)
         }
         let health = HealthRoutes.server(host: options.healthHost, port: options.healthPort, checks: checks + assembly.readiness,

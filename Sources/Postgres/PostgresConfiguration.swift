@@ -13,7 +13,9 @@ import Foundation
 /// 10 s, 3 misses: a dead peer is noticed in about a minute), and in `options`: `DateStyle=ISO` (so
 /// `PostgresRow.date(_:)` can read timestamps whatever the server's default is), and the session
 /// timeouts `statement_timeout=60s`, `lock_timeout=10s`, `idle_in_transaction_session_timeout=60s`
-/// (no statement, lock wait or forgotten transaction holds a connection forever). Settings given
+/// (no statement, lock wait or forgotten transaction holds a connection forever), and `jit=off`
+/// (every statement here is short; a plan whose estimate crossed `jit_above_cost` spent 40-60 ms
+/// compiling to run in 1 ms: the limit sync's, measured). Settings given
 /// in the URL's `options` come later and win; a session may change its own (`SET LOCAL`).
 public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     /// The libpq keywords and values, in libpq's order, defaults included.
@@ -51,7 +53,7 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
         self["options"] = Self.sessionDefaults + (self["options"].map { " " + $0 } ?? "")
     }
 
-    static let sessionDefaults = "-c DateStyle=ISO -c statement_timeout=60s -c lock_timeout=10s -c idle_in_transaction_session_timeout=60s"
+    static let sessionDefaults = "-c DateStyle=ISO -c statement_timeout=60s -c lock_timeout=10s -c idle_in_transaction_session_timeout=60s -c jit=off"
 
     /// A libpq keyword's value, e.g. `configuration["host"]`; set to change or add one.
     public subscript(keyword: String) -> String? {

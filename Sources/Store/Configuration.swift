@@ -77,7 +77,7 @@ public struct Configuration: Sendable {
 
     private func decode<Value>(_ document: SettingsDocument<Value>, _ entry: String) throws -> (value: Value, version: Int64) {
         let (version, json) = try Self.split(document, entry)
-        return (try CanonicalJSON.decode(Value.self, from: String(json)), version)
+        return (try cache.decode(Value.self, from: String(json)), version)
     }
 
     // MARK: - Risk

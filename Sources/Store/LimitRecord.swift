@@ -173,7 +173,7 @@ extension LimitRecord {
     static let incrementalRecordSQL = """
         WITH windows (kind, window_id, since, until) AS (
             VALUES ('day', $2::text, $3::timestamptz, $4::timestamptz), ('month', $5::text, $6::timestamptz, $7::timestamptz)
-        ), horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xid),
+        ), horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xid),
         counted AS (
             SELECT m.merchant_id, w.kind, h.xid AS horizon,
                    CASE WHEN u.recorded_through IS NULL THEN (
@@ -182,9 +182,11 @@ extension LimitRecord {
                          AND (e.kind = 'reserve' OR (e.at >= w.since AND e.at < w.until))
                          AND (e.xid IS NULL OR e.xid < h.xid))
                    ELSE u.recorded + (
-                       SELECT COALESCE(sum(e.amount), 0) FROM limit_entries e
-                       WHERE e.merchant_id = m.merchant_id AND e.xid >= u.recorded_through AND e.xid < h.xid
-                         AND e.counted_at >= w.since AND e.counted_at < w.until
+                       SELECT COALESCE(sum(e.amount), 0) FROM (
+                           -- OFFSET 0 keeps the window's conditions out: only the xid index serves this.
+                           SELECT amount, counted_at, at, kind FROM limit_entries
+                           WHERE merchant_id = m.merchant_id AND xid >= u.recorded_through AND xid < h.xid OFFSET 0) e
+                       WHERE e.counted_at >= w.since AND e.counted_at < w.until
                          AND (e.kind = 'reserve' OR (e.at >= w.since AND e.at < w.until)))
                    END AS recorded
             FROM unnest($1::text[]) AS m (merchant_id)

@@ -12,7 +12,7 @@ public struct MerchantCache: Sendable {
     public init(redis: RedisClient) { cache = CacheAside(redis: redis) }
 
     /// What is cached: the resource plus the limit overrides it does not show.
-    struct Entry: Codable {
+    struct Entry: Codable, Sendable {
         let merchant: Merchant
         let limitOverrides: LimitOverrides?
     }
@@ -35,7 +35,7 @@ public struct MerchantCache: Sendable {
             return try CanonicalJSON.encode(Entry(merchant: merchant, limitOverrides: merchant.limitOverrides))
         }
         guard let text else { return nil }
-        let entry = try CanonicalJSON.decode(Entry.self, from: text)
+        let entry = try cache.decode(Entry.self, from: text)
         var merchant = entry.merchant
         merchant.limitOverrides = entry.limitOverrides
         return merchant
