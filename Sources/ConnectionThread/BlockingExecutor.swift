@@ -16,8 +16,7 @@ import Glibc
 /// else is mutable.
 public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private let condition = NSCondition()
-    private var jobs: [UnownedJob] = []
-    private var jobsHead = 0
+    private var jobs = JobQueue<UnownedJob>()
     private var stopping = false
 
     public init(name: String) {
@@ -49,16 +48,10 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
         let executor = asUnownedTaskExecutor()
         while true {
             condition.lock()
-            while jobsHead == jobs.count && !stopping { condition.wait() }
-            if jobsHead == jobs.count {
+            while jobs.isEmpty && !stopping { condition.wait() }
+            guard let job = jobs.popFirst() else {
                 condition.unlock()
                 return
-            }
-            let job = jobs[jobsHead]
-            jobsHead += 1
-            if jobsHead > 64 && jobsHead * 2 > jobs.count {
-                jobs.removeFirst(jobsHead)
-                jobsHead = 0
             }
             condition.unlock()
             job.runSynchronously(on: executor)

@@ -18,8 +18,7 @@ import Foundation
 ///
 public final class ConnectionThread<State>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var jobs: [(inout State) -> Void] = []
-    private var jobsHead = 0
+    private var jobs = JobQueue<(inout State) -> Void>()
     private var stopping = false
     private var finished = false
     /// This thread is running a job.
@@ -86,7 +85,7 @@ public final class ConnectionThread<State>: @unchecked Sendable {
     /// nil when it is not (the caller hops instead).
     private func runInline<T>(_ body: (inout State) throws -> T) -> Result<T, any Error>? {
         condition.lock()
-        guard !stopping, !running, !inline, jobsHead == jobs.count else {
+        guard !stopping, !running, !inline, jobs.isEmpty else {
             condition.unlock()
             return nil
         }
@@ -112,19 +111,13 @@ public final class ConnectionThread<State>: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while inline || (jobsHead == jobs.count && !stopping) {
+            while inline || (jobs.isEmpty && !stopping) {
                 condition.wait()
             }
-            if jobsHead == jobs.count {
+            guard let job = jobs.popFirst() else {
                 // stopping, and nothing left to run
                 condition.unlock()
                 break
-            }
-            let job = jobs[jobsHead]
-            jobsHead += 1
-            if jobsHead > 64 && jobsHead * 2 > jobs.count {
-                jobs.removeFirst(jobsHead)
-                jobsHead = 0
             }
             running = true
             condition.unlock()
@@ -138,7 +131,7 @@ public final class ConnectionThread<State>: @unchecked Sendable {
         finished = true
         let waiters = finishWaiters
         finishWaiters = []
-        jobs = []
+        jobs.removeAll()
         condition.unlock()
         for waiter in waiters { waiter.resume() }
     }
