@@ -23,11 +23,11 @@ final class ScriptedChannels: ChannelAdapter {
         var calls: [ChannelRequest] = []
     }
     private let state: Mutex<State>
-    /// Runs after each call (a test moves its clock here, between two attempts).
-    let afterCall: @Sendable (Int) -> Void
+    /// Runs after each call (a test moves its clock or changes a setting here, between two attempts).
+    let afterCall: @Sendable (Int) async -> Void
 
     /// `steps` are used in order; the last one repeats.
-    init(_ steps: [Step], afterCall: @escaping @Sendable (Int) -> Void = { _ in }) {
+    init(_ steps: [Step], afterCall: @escaping @Sendable (Int) async -> Void = { _ in }) {
         state = Mutex(State(steps: steps))
         self.afterCall = afterCall
     }
@@ -39,7 +39,7 @@ final class ScriptedChannels: ChannelAdapter {
             state.calls.append(request)
             return (state.steps.count > 1 ? state.steps.removeFirst() : state.steps[0], state.calls.count)
         }
-        afterCall(count)
+        await afterCall(count)
         switch step {
         case .answer(let answer): return answer
         case .fail: throw Scripted()

@@ -6,6 +6,7 @@ import Payments
 import Postgres
 import Redis
 import Store
+import Synchronization
 import Testing
 
 /// The holes the review found in the limit reservation, each closed, each with the test that
@@ -84,16 +85,30 @@ import Testing
     /// earlier attempt made.
     @Test func aFailureDecidedBeforeTheReserveStepReleasesAnEarlierAttemptsReservation() async throws {
         let customer = Customer(id: TestEnvironment.unique("cus"))
-        let harness = try await PaymentHarness(channels: ScriptedChannels([.answer(.transientError("scripted")),
-                                                                          .answer(.succeeded(reference: "ref"))]))
+        let entry = BlacklistEntry(type: .customerId, value: customer.id!)
+        // The customer is blacklisted during the first attempt's channel call, after it reserved:
+        // always before the retry (blacklisting from the test once the reservation showed raced
+        // the 1 s retry on a loaded machine, and the retry sometimes won).
+        let pool = try TestEnvironment.postgres(size: 1), redis = try TestEnvironment.redis()
+        let blacklisted = Mutex<[Int64]>([]), merchantOfTheTest = Mutex("")
+        let channels = ScriptedChannels([.answer(.transientError("scripted")), .answer(.succeeded(reference: "ref"))]) { call in
+            guard call == 1 else { return }
+            let ledger = LimitLedger(redis: redis), merchantId = merchantOfTheTest.withLock { $0 }
+            let held = (try? await ledger.usage(merchantId: merchantId, windows: LimitWindows(at: Date())).day) ?? -1
+            blacklisted.withLock { $0.append(held) }
+            try? await Configuration(redis: redis).addToBlacklist(entry, pool: pool)
+        }
+        let harness = try await PaymentHarness(channels: channels)
         let merchant = try await Fixtures.unlimitedMerchant(harness.pool)
+        merchantOfTheTest.withLock { $0 = merchant.merchantId }
         let ledger = LimitLedger(redis: harness.redis)
         try await harness.send(Self.command(merchant.merchantId, amount: 900, key: "risky", customer: customer))
-        #expect(try await eventually { try await ledger.usage(merchantId: merchant.merchantId, windows: LimitWindows(at: harness.time.now)).day == 900 })
-        try await harness.settings.configuration.addToBlacklist(BlacklistEntry(type: .customerId, value: customer.id!), pool: harness.pool)
         #expect(try await eventually(timeout: .seconds(30)) { try await Self.status(harness.pool, merchant.merchantId) == ["failed"] })
+        #expect(blacklisted.withLock { $0 } == [900], "the first attempt had reserved when the customer was blacklisted")
         #expect(try await ledger.usage(merchantId: merchant.merchantId, windows: LimitWindows(at: harness.time.now)).day == 0)
-        _ = try await harness.settings.configuration.removeFromBlacklist(BlacklistEntry(type: .customerId, value: customer.id!), pool: harness.pool)
+        _ = try await harness.settings.configuration.removeFromBlacklist(entry, pool: harness.pool)
+        await redis.close()
+        await pool.close()
         await harness.close()
     }
 
