@@ -23,6 +23,15 @@ import Testing
                                        at: date, ref: paymentNo)]
     }
 
+    /// A day in a future month that only one test uses. A sync pass covers every merchant loaded
+    /// in its month, so a pass of another test (or of a worker's background sync) in the current
+    /// month would repair this test's counters before its own pass could see them low.
+    static func monthOfItsOwn(_ month: Int) -> Date {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar.date(from: DateComponents(year: 2031, month: month, day: 10, hour: 12))!
+    }
+
     static func forget(_ merchantId: String, _ redis: RedisClient) async throws {
         let keys = try await redis.command(["KEYS", "pf:lim:{\(merchantId)}:*"]).array?.compactMap(\.string) ?? []
         if !keys.isEmpty { _ = try await redis.command(["DEL"] + keys) }
@@ -83,7 +92,7 @@ import Testing
         let merchant = try await Fixtures.merchant(pool).merchant.merchantId
         let ledger = LimitLedger(redis: redis)
         let record = LimitRecord(ledger: ledger, pool: pool)
-        let now = Date()
+        let now = Self.monthOfItsOwn(3)
         let windows = LimitWindows(at: now)
         _ = try await pool.withConnection { try await $0.batch(Self.insertPayment(merchantId: merchant, amountBase: 400, status: "pending", at: now)) }
         try await record.rebuild(merchantId: merchant, windows: windows)
@@ -117,7 +126,7 @@ import Testing
         let merchant = try await Fixtures.merchant(pool).merchant.merchantId
         let ledger = LimitLedger(redis: redis)
         let record = LimitRecord(ledger: ledger, pool: pool)
-        let now = Date()
+        let now = Self.monthOfItsOwn(5)
         let windows = LimitWindows(at: now)
         func recorded() async throws -> [Int64] {
             try await pool.query("SELECT recorded FROM limit_usage WHERE merchant_id = $1 ORDER BY window_kind", [merchant]).rows
