@@ -13,16 +13,20 @@ public enum JSONValue: Sendable, Equatable, Codable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// Each wrong guess costs a thrown `DecodingError` with its coding path, so the common kinds
+    /// are tried first: strings, integers, then objects. The kinds never overlap (`JSONDecoder`
+    /// decodes no type from another's JSON), and among numbers `Int64` still comes before `UInt64`
+    /// and `Double`, so the order changes the cost, not the value (`JSONValueTests`).
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Int64.self) { self = .integer(value) }
-        else if let value = try? container.decode(UInt64.self) { self = .unsignedInteger(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
         else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode(Int64.self) { self = .integer(value) }
+        else if let value = try? container.decode([String: JSONValue].self) { self = .object(value) }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
         else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
+        else if let value = try? container.decode(UInt64.self) { self = .unsignedInteger(value) }
+        else { self = .number(try container.decode(Double.self)) }
     }
 
     public func encode(to encoder: any Encoder) throws {

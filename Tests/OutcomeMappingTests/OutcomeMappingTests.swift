@@ -33,6 +33,26 @@ import Testing
         #expect(reply.body.contains("\"status\":\"\(status.rawValue)\""))
     }
 
+    /// The 201 body is the event's `data` as the worker wrote it, not decoded and encoded again:
+    /// it must be the same text the round trip gave, hostile strings and a routing decision included.
+    @Test(arguments: [PaymentStatus.succeeded, .pending])
+    func theResourceIsPassedOnAsTheRoundTripWouldHaveWrittenIt(status: PaymentStatus) throws {
+        let hostile = "quote \" back \\ slash / tab \t nl \n é 漢 \u{1F600} \u{0001} </script> '; DROP TABLE payments; -- =cmd|' /C calc'!A0"
+        let request = PaymentRequest(orderNo: hostile, amount: 5_000, currency: .USD, country: "US", payMethod: .card,
+                                     metadata: [hostile: hostile, "a": "{\"data\":1}"])
+        let decision = ChannelRouter(config: .defaults).decide(RoutingInput(amount: 5_000, currency: .USD, country: "US", payMethod: .card),
+                                                        stats: ["stripe": ChannelStats(attempts: 3, successes: 2)], seed: 42)
+        let payment = Payment(paymentNo: "pay_abc", merchantId: "mch_1", request: request, status: status, channel: decision.channel,
+                              routing: decision, version: 1, at: Date())
+        let event = Array(try CanonicalJSON.encode(CloudEvent(id: "e1", type: status.eventType, source: "/t", time: "2026-12-07T02:00:00.000Z",
+                                                              merchantId: "mch_1", data: payment)).utf8)
+        let reply = try OutcomeResponse.make(fromEvent: event)
+        let roundTrip = try CanonicalJSON.encode(try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(event)).data)
+        #expect(reply.status == 201)
+        #expect(reply.body == roundTrip)
+        #expect(try JSONDecoder().decode(Payment.self, from: Data(reply.body.utf8)) == payment)
+    }
+
     @Test(arguments: [
         (FailureCode.limitExceeded, 402), (.riskBlocked, 402), (.channelDeclined, 402), (.noChannel, 402),
         (.channelError, 402), (.tierForbidden, 403),
