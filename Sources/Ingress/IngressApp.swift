@@ -21,6 +21,8 @@ import Store
 public struct IngressApp: Sendable {
     let pool: PostgresPool
     let redis: RedisClient
+    /// One for the process: its decoded entries are reused across requests.
+    let merchantCache: MerchantCache
     let broker: AMQPConnection
     let replies: ReplyWaiter
     let relay: OutboxRelay
@@ -54,7 +56,7 @@ public struct IngressApp: Sendable {
             confirmTimeout: .milliseconds(options.confirmTimeoutMilliseconds)), logger: logger)
         let brokerUsers = try BrokerUsers(amqpURL: amqpURL, managementURL: options.managementURL,
                                           publicAMQPURL: options.publicAMQPURL, pool: pool)
-        let app = IngressApp(pool: pool, redis: redis, broker: broker, replies: ReplyWaiter(),
+        let app = IngressApp(pool: pool, redis: redis, merchantCache: MerchantCache(redis: redis), broker: broker, replies: ReplyWaiter(),
                              relay: OutboxRelay(pool: pool, publisher: broker, logger: logger), brokerUsers: brokerUsers,
                              adminTokenHash: Array(SHA256.hash(data: Array(options.adminToken.utf8))),
                              channelSecret: options.channelSecret.isEmpty ? nil : Array(options.channelSecret.utf8),
@@ -203,8 +205,10 @@ public struct IngressApp: Sendable {
     // MARK: - Commands
 
     /// Publishes a command with a confirm and waits for its outcome (unless `respondAsync`).
-    /// 503 when the broker did not confirm; `accepted` (202) when the outcome did not come in time.
-    func send<T: Codable & Sendable>(_ command: CloudEvent<T>, respondAsync: Bool, accepted: HTTPReply) async throws -> HTTPReply {
+    /// 503 when the broker did not confirm; `accepted` (202) when the outcome did not come in time
+    /// (made only then: most requests get their outcome).
+    func send<T: Codable & Sendable>(_ command: CloudEvent<T>, respondAsync: Bool,
+                                     accepted: @autoclosure () throws -> HTTPReply) async throws -> HTTPReply {
         let waitForReply = !respondAsync && replyTimeout > .zero
         if waitForReply { replies.expect(command.id) }
         let message = AMQPMessage(exchange: Exchanges.commands, routingKey: command.type, body: Array(try CanonicalJSON.encode(command).utf8),
@@ -223,7 +227,7 @@ public struct IngressApp: Sendable {
             problem.headers[.retryAfter] = "1"
             throw problem
         }
-        guard waitForReply, let reply = await replies.wait(for: command.id, timeout: replyTimeout) else { return accepted }
+        guard waitForReply, let reply = await replies.wait(for: command.id, timeout: replyTimeout) else { return try accepted() }
         return try OutcomeResponse.make(fromEvent: reply)
     }
 
@@ -274,7 +278,7 @@ public struct IngressApp: Sendable {
         guard token.hasPrefix("sk_"), token.count < 200, !unknownKeys.contains(hash) else {
             throw Problem(.unauthorized, "unauthenticated", "unknown API key")
         }
-        guard let merchant = try await MerchantCache(redis: redis).merchant(apiKeyHash: hash, load: {
+        guard let merchant = try await merchantCache.merchant(apiKeyHash: hash, load: {
             try await self.pool.withConnection { try await self.merchants.authenticate(apiKey: token, on: $0) }
         }) else {
             unknownKeys.insert(hash)
