@@ -14,9 +14,9 @@ extension EndToEnd {
 @Suite(.serialized) struct AuthorizeEndToEndTests {
     static let adminToken = "test-admin-token-0123456789"
 
-    static func startWorker() async throws -> FleetProcess {
+    static func startWorker(environment: [String: String] = [:]) async throws -> FleetProcess {
         let port = FleetProcess.freePort()
-        let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(port)"])
+        let worker = try FleetProcess("payfleet-authorize", environment: environment.merging(["PAYFLEET_HEALTH_PORT": "\(port)"]) { $1 })
         try await worker.waitUntilReady(port: port)
         return worker
     }
@@ -218,8 +218,13 @@ extension EndToEnd {
         let commands = (0..<total).map {
             Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: Fixtures.settlingAmount(Int64(1_000 + $0 * 7)))
         }
-        let worker = try await Self.startWorker()
+        // The whole backlog is queued first, and the worker paced to 400 commands a second after a
+        // first burst of 400, each channel call taking 20 ms: the kill at 200 lands inside the burst
+        // with a full set of commands in flight, and seconds before the end however fast the
+        // machine. (Publishing to a running, unpaced worker, a fast machine had done all 2,000
+        // before the poll saw 200.)
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
+        let worker = try await Self.startWorker(environment: ["PAYFLEET_MAX_RATE": "400", "PAYFLEET_SANDBOX_LATENCY_MS": "20"])
 
         // Kill it mid-flight, then let the supervisor's job (a restart) happen.
         let started = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) {

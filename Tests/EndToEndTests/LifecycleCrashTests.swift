@@ -31,7 +31,11 @@ extension EndToEnd {
             events.events.filter { ids.contains($0.correlationId ?? "") }
                 .reduce(into: [:]) { $0[$1.correlationId!, default: [:]][$1.type, default: []].insert($1.eventId) }
         }
+        // The batch is queued while the worker is down: how long publishing takes (seconds, on a
+        // loaded machine) must not decide how much is done before the kill.
+        await worker.terminate()
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
+        try worker.restart()
         #expect(try await eventually(timeout: .seconds(60), every: .milliseconds(2)) { try await progress() >= killAt })
         worker.kill9()
         let atKill = try await progress()
@@ -47,9 +51,12 @@ extension EndToEnd {
     /// `kill -9` of the capture worker in the middle of 500 captures, and again in the middle of
     /// 500 refunds: none lost, none doubled, the ledger equal to PostgreSQL.
     @Test func killNineOfTheCaptureWorkerInTheMiddleOfCapturesAndRefunds() async throws {
-        // A channel answering in 10 ms, as a real one might: the worker is in the middle of the
-        // batch for a while, not done before the kill lands.
-        let fleet = try await LifecycleFleet.start(workers: ["authorize", "capture"], extra: ["capture": ["PAYFLEET_SANDBOX_LATENCY_MS": "10"]])
+        // A channel answering in 50 ms, and the capture worker paced to 150 commands a second
+        // after a first burst of 150: the kill at 100 lands inside the burst with commands in
+        // flight, and seconds before the end of each batch of 500, however fast the machine
+        // (`publish` queues each batch while the worker is down).
+        let fleet = try await LifecycleFleet.start(workers: ["authorize", "capture"], extra: ["capture": [
+            "PAYFLEET_SANDBOX_LATENCY_MS": "50", "PAYFLEET_MAX_RATE": "150"]])
         defer { Task { await fleet.stop() } }
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()
