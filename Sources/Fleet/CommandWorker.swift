@@ -327,6 +327,8 @@ public final class CommandWorker: Service, Sendable {
         // 5. After commit: relay, reply, ack.
         switch result {
         case .committed(let rows):
+            // The worst moment to die: committed, nothing published, nothing acked.
+            Faults.point("after-commit")
             // This process publishes what it committed, without claiming it from the table.
             relay.publishCommitted(rows)
             let outcome = rows[0]

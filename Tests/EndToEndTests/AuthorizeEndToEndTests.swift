@@ -14,9 +14,9 @@ extension EndToEnd {
 @Suite(.serialized) struct AuthorizeEndToEndTests {
     static let adminToken = "test-admin-token-0123456789"
 
-    static func startWorker(environment: [String: String] = [:]) async throws -> FleetProcess {
+    static func startWorker() async throws -> FleetProcess {
         let port = FleetProcess.freePort()
-        let worker = try FleetProcess("payfleet-authorize", environment: environment.merging(["PAYFLEET_HEALTH_PORT": "\(port)"]) { $1 })
+        let worker = try FleetProcess("payfleet-authorize", environment: ["PAYFLEET_HEALTH_PORT": "\(port)"])
         try await worker.waitUntilReady(port: port)
         return worker
     }
@@ -218,23 +218,21 @@ extension EndToEnd {
         let commands = (0..<total).map {
             Fixtures.paymentCommand(merchantId: merchant.merchantId, amount: Fixtures.settlingAmount(Int64(1_000 + $0 * 7)))
         }
-        // The whole backlog is queued first, and the worker paced to 400 commands a second after a
-        // first burst of 400, each channel call taking 20 ms: the kill at 200 lands inside the burst
-        // with a full set of commands in flight, and seconds before the end however fast the
-        // machine. (Publishing to a running, unpaced worker, a fast machine had done all 2,000
-        // before the poll saw 200.)
+        // The whole backlog is queued first; the worker dies (`_exit(137)`: no cleanup, no ack, no
+        // flush, as `kill -9`) right after its 200th commit, before that command's events go out
+        // or its delivery is acked, with the next commands in flight (20 ms channel calls). A
+        // fault point, not a timed kill from outside: on a fast machine a timed kill landed after
+        // all 2,000 were done, whatever the pacing, while the loaded test process was not polling.
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
-        let worker = try await Self.startWorker(environment: ["PAYFLEET_MAX_RATE": "400", "PAYFLEET_SANDBOX_LATENCY_MS": "20"])
-
-        // Kill it mid-flight, then let the supervisor's job (a restart) happen.
-        let started = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) {
-            try await Fixtures.paymentCount(pool, merchant.merchantId) >= 200
-        }
-        #expect(started)
-        worker.kill9()
+        let worker = try FleetProcess("payfleet-authorize", environment: [
+            "PAYFLEET_HEALTH_PORT": "\(FleetProcess.freePort())", "PAYFLEET_SANDBOX_LATENCY_MS": "20",
+            "PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "200"])
+        defer { worker.stop() }
+        #expect(await worker.waitForExit(timeout: .seconds(120)) == 137, "the worker must crash at its 200th commit")
+        #expect(worker.log.contains("crashing at after-commit"))
         let doneAtKill = try await Fixtures.paymentCount(pool, merchant.merchantId)
-        #expect(doneAtKill < total, "the kill must land mid-flight (\(doneAtKill) of \(total) done)")
-        try worker.restart()
+        #expect(doneAtKill >= 200 && doneAtKill < total, "the crash must land mid-flight (\(doneAtKill) of \(total) done)")
+        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": nil])
 
         let outcomes = await events.wait(timeout: .seconds(180)) { Set($0.compactMap(\.correlationId)).count >= total }
         await worker.terminate()

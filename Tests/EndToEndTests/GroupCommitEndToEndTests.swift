@@ -61,16 +61,16 @@ extension EndToEnd {
         #expect(worker.log.contains("crashing at group-commit-before-commit"))
         let doneAtCrash = try await Fixtures.paymentCount(pool, merchant.merchantId)
 
-        // 2. Restarted (the fault is spent), then `kill -9` from outside in the middle of the drain.
-        try worker.restart()
-        let halfway = try await eventually(timeout: .seconds(120), every: .milliseconds(10)) {
-            try await Fixtures.paymentCount(pool, merchant.merchantId) >= total / 2
-        }
-        #expect(halfway)
-        worker.kill9()
+        // 2. Restarted, then dead again (`_exit(137)`, as `kill -9`) right after its 2,000th
+        //    commit, in the middle of the drain with groups in flight. A fault point, not a timed
+        //    kill from outside: a loaded test process polling for "halfway" could see it only
+        //    after the end.
+        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "2000",
+                                         "PAYFLEET_FAULT_ONCE": nil])
+        #expect(await worker.waitForExit(timeout: .seconds(120)) == 137, "the worker must crash at its 2,000th commit")
         let doneAtKill = try await Fixtures.paymentCount(pool, merchant.merchantId)
-        #expect(doneAtKill < total, "the kill must land mid-flight (\(doneAtKill) of \(total) done)")
-        try worker.restart()
+        #expect(doneAtKill >= 2_000 && doneAtKill < total, "the crash must land mid-flight (\(doneAtKill) of \(total) done)")
+        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": nil])
 
         let outcomes = await events.wait(timeout: .seconds(300)) { Set($0.compactMap(\.correlationId)).count >= total }
         await worker.terminate()

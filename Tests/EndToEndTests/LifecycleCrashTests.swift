@@ -17,7 +17,7 @@ extension EndToEnd {
                    data: data)
     }
 
-    /// Publishes `commands` and `kill -9`s `worker` once `killAt` of them have an outcome, then
+    /// Publishes `commands` and crashes `worker` at its `killAt`-th commit (as `kill -9`), then
     /// restarts it and waits until every command has an event of each of `types` (events of
     /// different resources travel independently: a killed relay's leased rows wait for their
     /// lease to end). Returns the outcome events by command id.
@@ -31,16 +31,17 @@ extension EndToEnd {
             events.events.filter { ids.contains($0.correlationId ?? "") }
                 .reduce(into: [:]) { $0[$1.correlationId!, default: [:]][$1.type, default: []].insert($1.eventId) }
         }
-        // The batch is queued while the worker is down: how long publishing takes (seconds, on a
-        // loaded machine) must not decide how much is done before the kill.
+        // The batch is queued while the worker is down; it then dies (`_exit(137)`, as `kill -9`)
+        // right after its `killAt`-th commit, before that command's events go out or its delivery
+        // is acked. A fault point, not a timed kill: on a fast machine a timed kill could land
+        // after the whole batch while the loaded test process was not polling.
         await worker.terminate()
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
-        try worker.restart()
-        #expect(try await eventually(timeout: .seconds(60), every: .milliseconds(2)) { try await progress() >= killAt })
-        worker.kill9()
+        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "\(killAt)"])
+        #expect(await worker.waitForExit(timeout: .seconds(120)) == 137, "the worker must crash at its commit \(killAt)")
         let atKill = try await progress()
-        #expect(atKill < commands.count, "killed in the middle (\(atKill) of \(commands.count) done)")
-        try worker.restart()
+        #expect(atKill >= killAt && atKill < commands.count, "killed in the middle (\(atKill) of \(commands.count) done)")
+        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": nil])
         #expect(await eventually(timeout: .seconds(120)) {
             let current = outcomes()
             return current.count == commands.count && current.values.allSatisfy { types.isSubset(of: $0.keys) }
@@ -51,12 +52,9 @@ extension EndToEnd {
     /// `kill -9` of the capture worker in the middle of 500 captures, and again in the middle of
     /// 500 refunds: none lost, none doubled, the ledger equal to PostgreSQL.
     @Test func killNineOfTheCaptureWorkerInTheMiddleOfCapturesAndRefunds() async throws {
-        // A channel answering in 50 ms, and the capture worker paced to 150 commands a second
-        // after a first burst of 150: the kill at 100 lands inside the burst with commands in
-        // flight, and seconds before the end of each batch of 500, however fast the machine
-        // (`publish` queues each batch while the worker is down).
-        let fleet = try await LifecycleFleet.start(workers: ["authorize", "capture"], extra: ["capture": [
-            "PAYFLEET_SANDBOX_LATENCY_MS": "50", "PAYFLEET_MAX_RATE": "150"]])
+        // A channel answering in 10 ms, as a real one might: other commands are in flight when
+        // the worker dies at its 100th commit of each batch.
+        let fleet = try await LifecycleFleet.start(workers: ["authorize", "capture"], extra: ["capture": ["PAYFLEET_SANDBOX_LATENCY_MS": "10"]])
         defer { Task { await fleet.stop() } }
         let pool = try TestEnvironment.postgres(size: 2)
         let redis = try TestEnvironment.redis()

@@ -8,7 +8,7 @@ public final class FleetProcess: @unchecked Sendable {
     // Mutated only by the test that owns it, one call at a time.
     public let name: String
     public let arguments: [String]
-    public let environment: [String: String]
+    public private(set) var environment: [String: String]
     public let logPath: String
     private var process: Process
 
@@ -78,9 +78,11 @@ public final class FleetProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// Starts the same executable again (after a crash), appending to the same log.
-    public func restart() throws {
+    /// Starts the same executable again (after a crash), appending to the same log; `changes` set
+    /// (or, nil, remove) environment variables for this start and the ones after it.
+    public func restart(environment changes: [String: String?] = [:]) throws {
         if process.isRunning { kill9() }
+        for (name, value) in changes { environment[name] = value }
         try start()
     }
 
