@@ -37,6 +37,7 @@ public enum OutcomeResponse {
         // event's text has it (canonical JSON, as the worker wrote it): decoding it into
         // `JSONValue` and encoding it again was a quarter of the ingress's CPU.
         let event = try JSONDecoder().decode(CloudEvent<ResourceFields>.self, from: Data(body))
+        func fullData() throws -> JSONValue { try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(body)).data }
         switch event.type {
         case EventRouting.commandRejected:
             let rejection = try JSONDecoder().decode(CloudEvent<CommandRejection>.self, from: Data(body)).data
@@ -58,7 +59,7 @@ public enum OutcomeResponse {
                 "/api/v1/merchant/pre-auth/\(number)"
             } else { nil }
             if case .string(let status)? = resource["status"], status == PaymentStatus.failed.rawValue {
-                let data = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(body)).data
+                let data = try fullData()
                 let code: String = if case .string(let code)? = resource["failure_code"] { code } else { "declined" }
                 let detail: String = if case .string(let text)? = resource["failure_message"] { text } else { "it failed" }
                 var problem = Problem(code == FailureCode.tierForbidden.rawValue ? .forbidden : .init(code: 402), code, detail)
@@ -68,7 +69,7 @@ public enum OutcomeResponse {
             let data = if let range = JSONMember.range(of: "data", in: body) {
                 String(decoding: body[range], as: UTF8.self)
             } else {
-                try CanonicalJSON.encode(try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(body)).data)
+                try CanonicalJSON.encode(try fullData())
             }
             var headers = ["Content-Type": "application/json"]
             if let location { headers["Location"] = location }

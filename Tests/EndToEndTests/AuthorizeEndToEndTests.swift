@@ -224,15 +224,14 @@ extension EndToEnd {
         // fault point, not a timed kill from outside: on a fast machine a timed kill landed after
         // all 2,000 were done, whatever the pacing, while the loaded test process was not polling.
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
-        let worker = try FleetProcess("payfleet-authorize", environment: [
-            "PAYFLEET_HEALTH_PORT": "\(FleetProcess.freePort())", "PAYFLEET_SANDBOX_LATENCY_MS": "20",
-            "PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "200"])
+        let worker = try FleetProcess("payfleet-authorize", environment: FleetProcess.crashing(afterCommit: 200).compactMapValues { $0 }
+            .merging(["PAYFLEET_HEALTH_PORT": "\(FleetProcess.freePort())", "PAYFLEET_SANDBOX_LATENCY_MS": "20"]) { $1 })
         defer { worker.stop() }
         #expect(await worker.waitForExit(timeout: .seconds(120)) == 137, "the worker must crash at its 200th commit")
         #expect(worker.log.contains("crashing at after-commit"))
         let doneAtKill = try await Fixtures.paymentCount(pool, merchant.merchantId)
         #expect(doneAtKill >= 200 && doneAtKill < total, "the crash must land mid-flight (\(doneAtKill) of \(total) done)")
-        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": nil])
+        try worker.restart(environment: FleetProcess.unfaulted)
 
         let outcomes = await events.wait(timeout: .seconds(180)) { Set($0.compactMap(\.correlationId)).count >= total }
         await worker.terminate()

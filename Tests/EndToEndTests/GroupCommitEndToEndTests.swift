@@ -65,12 +65,11 @@ extension EndToEnd {
         //    commit, in the middle of the drain with groups in flight. A fault point, not a timed
         //    kill from outside: a loaded test process polling for "halfway" could see it only
         //    after the end.
-        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "2000",
-                                         "PAYFLEET_FAULT_ONCE": nil])
+        try worker.restart(environment: FleetProcess.crashing(afterCommit: 2_000))
         #expect(await worker.waitForExit(timeout: .seconds(120)) == 137, "the worker must crash at its 2,000th commit")
         let doneAtKill = try await Fixtures.paymentCount(pool, merchant.merchantId)
         #expect(doneAtKill >= 2_000 && doneAtKill < total, "the crash must land mid-flight (\(doneAtKill) of \(total) done)")
-        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": nil])
+        try worker.restart(environment: FleetProcess.unfaulted)
 
         let outcomes = await events.wait(timeout: .seconds(300)) { Set($0.compactMap(\.correlationId)).count >= total }
         await worker.terminate()

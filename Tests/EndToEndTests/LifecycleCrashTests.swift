@@ -37,11 +37,11 @@ extension EndToEnd {
         // after the whole batch while the loaded test process was not polling.
         await worker.terminate()
         try await Fixtures.publishAll(try commands.map { try Fixtures.message($0) }, on: broker)
-        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "\(killAt)"])
+        try worker.restart(environment: FleetProcess.crashing(afterCommit: killAt))
         #expect(await worker.waitForExit(timeout: .seconds(120)) == 137, "the worker must crash at its commit \(killAt)")
         let atKill = try await progress()
         #expect(atKill >= killAt && atKill < commands.count, "killed in the middle (\(atKill) of \(commands.count) done)")
-        try worker.restart(environment: ["PAYFLEET_FAULT_CRASH_AT": nil])
+        try worker.restart(environment: FleetProcess.unfaulted)
         #expect(await eventually(timeout: .seconds(120)) {
             let current = outcomes()
             return current.count == commands.count && current.values.allSatisfy { types.isSubset(of: $0.keys) }

@@ -78,6 +78,16 @@ public final class FleetProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// The environment that makes a worker die (`_exit(137)`, as `kill -9`) right after its
+    /// `commits`-th commit, before that command's events go out or its delivery is acked
+    /// (`Faults`): a crash a known way into a batch, however fast the machine.
+    public static func crashing(afterCommit commits: Int) -> [String: String?] {
+        ["PAYFLEET_FAULT_CRASH_AT": "after-commit", "PAYFLEET_FAULT_AFTER": "\(commits)", "PAYFLEET_FAULT_ONCE": nil]
+    }
+
+    /// The environment change that disarms every fault point for the next start.
+    public static let unfaulted: [String: String?] = ["PAYFLEET_FAULT_CRASH_AT": nil]
+
     /// Starts the same executable again (after a crash), appending to the same log; `changes` set
     /// (or, nil, remove) environment variables for this start and the ones after it.
     public func restart(environment changes: [String: String?] = [:]) throws {
