@@ -55,6 +55,8 @@ done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=deploy/local/lib.sh
+source "$root/deploy/local/lib.sh"   # PAYFLEET_RELEASE_BUILD: the flags of up.sh's build
 http_port=${PAYFLEET_HTTP_PORT:-8080}
 export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:5672/%2F}
 export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:5432/payfleet}
@@ -70,8 +72,8 @@ if ! curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; then
   deploy/local/up.sh >&2
 fi
 command -v wrk >/dev/null || { section "installing wrk"; apt-get install -y -qq wrk >&2 || { apt-get update -qq && apt-get install -y -qq wrk >&2; }; }
-swift build -c release --product payfleet-bench >&2
-bench=$(swift build -c release --show-bin-path)/payfleet-bench
+"${PAYFLEET_RELEASE_BUILD[@]}" --product payfleet-bench >&2
+bench=$("${PAYFLEET_RELEASE_BUILD[@]}" --show-bin-path)/payfleet-bench
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 export PGPASSWORD=payfleet

@@ -326,8 +326,8 @@ if ((SERVERS_ONLY)); then
 fi
 
 if ((BUILD)); then
-    section "swift build -c release"
-    (cd "$PAYFLEET_REPO" && swift build -c release)
+    section "${PAYFLEET_RELEASE_BUILD[*]}"
+    (cd "$PAYFLEET_REPO" && "${PAYFLEET_RELEASE_BUILD[@]}")
     log "built ($(elapsed))"
 fi
 [[ -x "$BIN_DIR/payfleet" && -x "$BIN_DIR/payfleet-ingress" ]] ||
