@@ -4,6 +4,16 @@ import Foundation
 /// and unescaped slashes, so equal values give equal text.
 public enum CanonicalJSON {
     public static func encode<T: Encodable>(_ value: T) throws -> String {
+        do {
+            return try CanonicalEncoder.encode(value)
+        } catch is CanonicalEncoder.Unsupported {
+            return try encodeWithJSONEncoder(value)
+        }
+    }
+
+    /// The same text from Foundation's `JSONEncoder`: the definition `encode` is held to, and
+    /// what encodes the values `encode` does not handle itself (see `CanonicalEncoder`).
+    public static func encodeWithJSONEncoder<T: Encodable>(_ value: T) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(value), as: UTF8.self)

@@ -1,0 +1,191 @@
+@testable import Contract
+import Foundation
+import Payments
+import Testing
+
+/// `CanonicalJSON.encode` writes with its own encoder; its text must be `JSONEncoder`'s
+/// (`[.sortedKeys, .withoutEscapingSlashes]`) byte for byte: stored request hashes, event ids and
+/// replayed bodies were all written by `JSONEncoder`.
+@Suite struct CanonicalJSONTests {
+    static func expectSame<T: Encodable>(_ value: T, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let reference = try CanonicalJSON.encodeWithJSONEncoder(value)
+        #expect(try CanonicalJSON.encode(value) == reference, sourceLocation: sourceLocation)
+    }
+
+    /// A deterministic generator (SplitMix64), so a failure is the same on every run.
+    struct Random {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+        mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
+    }
+
+    /// Every byte JSON escapes, slashes, quotes, multi-byte and combining characters, line
+    /// separators, what breaks SQL, CSV and HTML.
+    static let pieces: [String] = (0..<0x20).map { String(UnicodeScalar(UInt8($0))) } + [
+        "\"", "\\", "/", "</script>", "'; DROP TABLE payments; --", "=HYPERLINK(\"x\")", ",", "a", "Z", "_", "0", " ",
+        "é", "e\u{301}", "中文", "🙂", "👩‍👩‍👧", "\u{2028}", "\u{7F}", "\u{FEFF}", "\u{10FFFF}", "key", "Key", "k1", "k10", "k2",
+    ]
+
+    static func string(_ random: inout Random) -> String {
+        (0..<random.below(6)).map { _ in random.pick(pieces) }.joined()
+    }
+
+    static let doubles: [Double] = [
+        0, -0.0, 1, -1, 0.1, 0.5, 1.5, 2.5e-5, 1e-7, 1e-6, 1e15, 1e16, 1e17, 1e21, 1e22, 123456789.125, 3.141592653589793,
+        .ulpOfOne, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+        9007199254740992, 9007199254740993, 0.30000000000000004, 100, 1e100, -2.2250738585072014e-308,
+    ]
+
+    static func double(_ random: inout Random) -> Double {
+        if random.below(2) == 0 { return random.pick(doubles) }
+        while true {
+            let value = Double(bitPattern: random.next())
+            if value.isFinite { return value }
+        }
+    }
+
+    static func value(_ random: inout Random, depth: Int = 0) -> JSONValue {
+        switch random.below(depth > 3 ? 6 : 8) {
+        case 0: return .null
+        case 1: return .bool(random.below(2) == 0)
+        case 2: return .integer(random.pick([0, 1, -1, .max, .min, Int64(bitPattern: random.next())]))
+        case 3: return random.below(2) == 0 ? .unsignedInteger(random.next()) : .number(double(&random))
+        case 4, 5: return .string(string(&random))
+        case 6: return .array((0..<random.below(5)).map { _ in value(&random, depth: depth + 1) })
+        default:
+            var members: [String: JSONValue] = [:]
+            for _ in 0..<random.below(7) { members[string(&random)] = value(&random, depth: depth + 1) }
+            return .object(members)
+        }
+    }
+
+    @Test func randomDocumentsWithHostileStringsAndEveryKindOfNumber() throws {
+        var random = Random(state: 20261207)
+        for _ in 0..<3_000 {
+            try Self.expectSame(Self.value(&random))
+        }
+    }
+
+    @Test(arguments: doubles + [Double.pi, 1 / 3.0, 5e-324, 1.7976931348623157e308])
+    func doublesAndFloats(_ number: Double) throws {
+        try Self.expectSame(number)
+        try Self.expectSame([number, -number])
+        try Self.expectSame(["n": Float(number)].filter { $0.value.isFinite })
+    }
+
+    /// The authorize worker's own values, through the fast path (no hand-over to JSONEncoder),
+    /// and identical to JSONEncoder's text.
+    @Test func paymentsWithTheirRoutingDecisionsAndTheirEvents() throws {
+        var random = Random(state: 7)
+        let router = ChannelRouter(config: .defaults)
+        for _ in 0..<300 {
+            let currency = random.pick(Currency.allCases), method = random.pick(PayMethod.allCases)
+            let request = PaymentRequest(orderNo: Self.string(&random), amount: Int64(random.below(1_000_000_000)) + 1,
+                                         currency: currency, country: random.pick(Array(Country.codes)), payMethod: method,
+                                         subject: random.below(2) == 0 ? nil : Self.string(&random),
+                                         customer: Customer(id: Self.string(&random), email: nil, ip: "10.0.0.1"),
+                                         metadata: [Self.string(&random): Self.string(&random), "k": Self.string(&random)])
+            let decision = router.decide(RoutingInput(amount: request.amount, currency: currency, country: request.country,
+                                                      payMethod: method, mode: random.pick(RoutingMode.allCases)),
+                                         stats: ["stripe": ChannelStats(attempts: random.below(100), successes: random.below(50))],
+                                         seed: random.next())
+            let payment = Payment(paymentNo: "pay_\(random.next())", merchantId: "mch_1", request: request,
+                                  status: random.pick([.succeeded, .failed, .pending]), channel: decision.channel,
+                                  routing: decision, channelFee: decision.estimatedFee ?? 0,
+                                  failureCode: random.below(3) == 0 ? "channel_declined" : nil, failureMessage: Self.string(&random),
+                                  version: 1, at: Date(timeIntervalSince1970: Double(random.below(2_000_000_000))))
+            let event = CloudEvent(id: "evt", type: "payment.succeeded", source: "payfleet/authorize", time: "2026-12-07T00:00:00.000Z",
+                                   merchantId: "mch_1", idempotencyKey: Self.string(&random), traceparent: nil, data: payment)
+            for text in [try CanonicalEncoder.encode(decision), try CanonicalEncoder.encode(payment), try CanonicalEncoder.encode(event)] {
+                #expect(!text.isEmpty)
+            }
+            try Self.expectSame(decision)
+            try Self.expectSame(payment)
+            try Self.expectSame(event)
+        }
+    }
+
+    struct Everything: Encodable {
+        var i8: Int8 = .min, i16: Int16 = .min, i32: Int32 = .min, i64: Int64 = .min, int: Int = .max
+        var u8: UInt8 = .max, u16: UInt16 = .max, u32: UInt32 = .max, u64: UInt64 = .max, uint: UInt = .max
+        var float: Float = 0.1, double: Double = 0.1, yes = true, no = false
+        var none: String? = nil
+        var nested: [String: [Int]] = ["b": [], "a": [1, 2], "": [3]]
+        var byNumber: [Int: String] = [10: "ten", 2: "two", -1: "minus one"]
+        var optionalOptional: Int?? = .some(nil)
+        var date = Date(timeIntervalSince1970: 1_765_000_000.25)
+        var empty: [String] = []
+        var emptyObject: [String: Int] = [:]
+    }
+
+    struct Base: Encodable { var base = "b" }
+    final class Derived: Encodable {
+        let own = 1
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(own, forKey: .own)
+            try Base().encode(to: container.superEncoder())
+            try container.encode("x", forKey: .zeta)
+            var list = container.nestedUnkeyedContainer(forKey: .list)
+            try list.encode(1)
+            try "in list".encode(to: list.superEncoder())
+            var inner = list.nestedContainer(keyedBy: CodingKeys.self)
+            try inner.encodeNil(forKey: .own)
+        }
+        enum CodingKeys: String, CodingKey { case own, zeta, list }
+    }
+
+    struct Nothing: Encodable { func encode(to encoder: any Encoder) throws {} }
+    struct EmptyKeyed: Encodable {
+        func encode(to encoder: any Encoder) throws { _ = encoder.container(keyedBy: Derived.CodingKeys.self) }
+    }
+    struct TwiceTheSameKey: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Derived.CodingKeys.self)
+            try container.encode(1, forKey: .own)
+            try container.encode(2, forKey: .own)
+        }
+    }
+    struct TwoKeyedContainers: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            var first = encoder.container(keyedBy: Derived.CodingKeys.self)
+            try first.encode(1, forKey: .own)
+            var second = encoder.container(keyedBy: Derived.CodingKeys.self)
+            try second.encode(2, forKey: .zeta)
+        }
+    }
+    struct Special: Encodable {
+        var data = Data([0, 1, 2, 250])
+        var url = URL(string: "https://example.com/a b?q=1")
+        var decimal = Decimal(string: "12.345")!
+    }
+
+    @Test func everyPrimitiveContainerAndSpecialCase() throws {
+        try Self.expectSame(Everything())
+        try Self.expectSame(Derived())
+        #expect(throws: EncodingError.self) { try CanonicalJSON.encode(Nothing()) }  // as JSONEncoder: nothing at the top
+        try Self.expectSame(EmptyKeyed())
+        try Self.expectSame([Nothing()])
+        try Self.expectSame(TwiceTheSameKey())
+        try Self.expectSame(TwoKeyedContainers())
+        try Self.expectSame(Special())
+        try Self.expectSame("top-level \"fragment\"")
+        try Self.expectSame(Optional<Int>.none)
+        try Self.expectSame(42)
+        try Self.expectSame(["é": 1, "e": 2, "E": 3, "ea": 4, "🙂": 5, "\u{7F}": 6])
+    }
+
+    @Test func nonFiniteNumbersAreRefusedAsJSONEncoderRefusesThem() {
+        for value in [Double.nan, .infinity, -.infinity] {
+            #expect(throws: EncodingError.self) { try CanonicalJSON.encode(["amount": value]) }
+            #expect(throws: EncodingError.self) { try CanonicalJSON.encode([Float(value)]) }
+        }
+    }
+}
