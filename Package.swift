@@ -112,7 +112,8 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "ConnectionThread", "PayFleetTesting"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "PayFleetTesting"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "PaymentServices", "Store", "Workers", "Redis", "Postgres", "PayFleetTesting", "Contract", "Payments",
-                                                  .product(name: "PropertyBased", package: "swift-property-based")]),
+                                                  .product(name: "PropertyBased", package: "swift-property-based"),
+                                                  .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // End-to-end: spawns the real executables.
         .testTarget(name: "EndToEndTests", dependencies: ["PayFleetTesting", "Payments", "Contract", "Store", "Redis", "Postgres", "AMQP", "Fleet",
                                                         .product(name: "Crypto", package: "swift-crypto")]),

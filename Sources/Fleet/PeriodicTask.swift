@@ -60,7 +60,15 @@ public final class PeriodicTask: Service, Sendable {
         var next: Duration = runAtStart ? .zero : interval
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             if next > .zero {
-                await wake.wait(timeout: next)
+                // A graceful shutdown ends the wait at once (a cancellation already does: it ends
+                // the wait's sleep). Without this a stopping worker waited out each task's interval
+                // in turn (the limit sync's 15 s, then the settings'), past a short
+                // `--shutdown-timeout`, and ServiceLifecycle then stopped it with a fatal error.
+                await withGracefulShutdownHandler {
+                    await wake.wait(timeout: next)
+                } onGracefulShutdown: { [wake] in
+                    wake.signal()
+                }
                 if settle > .zero { try? await Task.sleep(for: settle) }
                 if Task.isShuttingDownGracefully || Task.isCancelled { break }
             }

@@ -2,6 +2,7 @@
 import Foundation
 import PayFleetTesting
 import Redis
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -27,6 +28,25 @@ import Testing
         task.notify()
         #expect(await eventually(timeout: .seconds(5)) { passes.count == 4 })
         running.cancel()
+    }
+
+    /// A stopping worker's services stop one after another; a task waiting for its interval must
+    /// not hold the others up. Here the interval is an hour: the group's run returns only if the
+    /// shutdown ends the wait (the time limit turns a regression into a failure, not an hour's hang).
+    @Test(.timeLimit(.minutes(1))) func aGracefulShutdownEndsTheWaitForTheNextPass() async throws {
+        let passes = Counter()
+        let task = PeriodicTask(name: "test", interval: .seconds(3600), runAtStart: true, logger: TestEnvironment.logger) { _ in
+            _ = passes.bump()
+            return .idle
+        }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: task)], logger: TestEnvironment.logger))
+        try await withThrowingTaskGroup(of: Void.self) { running in
+            running.addTask { try await group.run() }
+            #expect(await eventually(timeout: .seconds(5)) { passes.count == 1 })  // now waiting for its hour
+            await group.triggerGracefulShutdown()
+            try await running.next()
+        }
+        #expect(passes.count == 1)
     }
 
     @Test func aFailingPassBacksOffAndTheLoopGoesOn() async throws {
