@@ -67,7 +67,9 @@ public final class OutboxRelay: Service, Sendable {
 
     /// Publishes until the outbox is empty or the deadline passes (graceful shutdown).
     public func flush(deadline: ContinuousClock.Instant) async throws {
-        while ContinuousClock.now < deadline {
+        // Cancelled (the graceful shutdown ran out of time): no pass can succeed, and the retry
+        // below would spin until the deadline.
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             guard let count = try? await relayOnce() else {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue

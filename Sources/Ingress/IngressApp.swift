@@ -89,13 +89,14 @@ public struct IngressApp: Sendable {
         await pool.close()
     }
 
-    /// Feeds direct reply-to deliveries to the waiting requests.
+    /// Feeds direct reply-to deliveries to the waiting requests, until the graceful shutdown. It
+    /// stops after the HTTP server (services stop in reverse order), so the requests in flight
+    /// still get their answers; stopping then, not at the shutdown deadline, keeps the ingress's
+    /// stop from taking the whole `maximumGracefulShutdownDuration` (it took 25 s when idle).
     struct ReplyPump: Service {
         let app: IngressApp
         func run() async throws {
-            await withGracefulShutdownHandler {
-                for await delivery in app.broker.deliveries { app.replies.deliver(delivery) }
-            } onGracefulShutdown: {}
+            for await delivery in app.broker.deliveries.cancelOnGracefulShutdown() { app.replies.deliver(delivery) }
         }
     }
 

@@ -136,6 +136,26 @@ extension EndToEnd {
         await pool.close()
     }
 
+    /// SIGTERM stops a process well within its graceful deadline, cleanly. The worker waited out
+    /// its limit sync's interval (an hour here) and, past its 2 s deadline, ServiceLifecycle
+    /// stopped it with a fatal error; the ingress's reply pump never ended, so every stop ran into
+    /// the 15 s deadline and its relay's flush spun, cancelled, until "the shutdown deadline".
+    @Test func sigtermStopsAWorkerAndTheIngressBeforeTheirDeadlines() async throws {
+        let port = FleetProcess.freePort()
+        let worker = try FleetProcess("payfleet-authorize", environment: [
+            "PAYFLEET_HEALTH_PORT": "\(port)", "PAYFLEET_SHUTDOWN_TIMEOUT": "2", "PAYFLEET_LIMIT_SYNC_INTERVAL": "3600",
+        ])
+        let (ingress, _) = try await Self.ingress()
+        try await worker.waitUntilReady(port: port)
+        for process in [worker, ingress] {
+            let status = await process.terminate(timeout: .seconds(60))
+            #expect(status == 0, "\(process.log.suffix(2_000))")
+            for sign in ["Cancellation took longer", "CancellationError", "shutdown deadline"] {
+                #expect(!process.log.contains(sign), "\(sign): \(process.log.suffix(2_000))")
+            }
+        }
+    }
+
     @Test func everyExecutableHasHelp() async throws {
         for executable in ["payfleet", "payfleet-ingress", "payfleet-authorize", "payfleet-capture", "payfleet-timeout", "payfleet-expire",
                            "payfleet-clock"] {
