@@ -67,9 +67,13 @@ public final class OutboxRelay: Service, Sendable {
 
     /// Publishes until the outbox is empty or the deadline passes (graceful shutdown).
     public func flush(deadline: ContinuousClock.Instant) async throws {
-        // Cancelled (the graceful shutdown ran out of time): no pass can succeed, and the retry
-        // below would spin until the deadline.
-        while ContinuousClock.now < deadline, !Task.isCancelled {
+        while ContinuousClock.now < deadline {
+            // Cancelled (the graceful shutdown ran out of time): its passes fail (a cancelled
+            // task's waits throw), and the retry below spun until the deadline (10 s of CPU).
+            if Task.isCancelled {
+                logger.warning("cancelled before the outbox was flushed; another relay will publish the rest")
+                return
+            }
             guard let count = try? await relayOnce() else {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
