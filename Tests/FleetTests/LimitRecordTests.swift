@@ -32,6 +32,25 @@ import Testing
         return calendar.date(from: DateComponents(year: 2031, month: month, day: 10, hour: 12))!
     }
 
+    /// Waits until no transaction older than the merchant's last record entry is still running, so
+    /// a sync pass started afterwards has its horizon past every entry (`incrementalRecordSQL`).
+    /// Tests in other suites hold transactions open for a while (some sleep inside one): without
+    /// this wait, a pass can see the entry as not yet final and record 0.
+    static func waitForTheHorizon(pastEntriesOf merchantId: String, _ pool: PostgresPool) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let row = try await pool.query("""
+                SELECT pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(xid) FROM limit_entries WHERE merchant_id = $1) AS past
+                """, [merchantId]).rows[0]
+            if try row.bool("past") { return }
+            guard ContinuousClock.now < deadline else {
+                Issue.record("a transaction older than the merchant's entries ran for over 60 seconds")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     static func forget(_ merchantId: String, _ redis: RedisClient) async throws {
         let keys = try await redis.command(["KEYS", "pf:lim:{\(merchantId)}:*"]).array?.compactMap(\.string) ?? []
         if !keys.isEmpty { _ = try await redis.command(["DEL"] + keys) }
@@ -97,6 +116,7 @@ import Testing
         _ = try await pool.withConnection { try await $0.batch(Self.insertPayment(merchantId: merchant, amountBase: 400, status: "pending", at: now)) }
         try await record.rebuild(merchantId: merchant, windows: windows)
         _ = try await ledger.reserve(merchantId: merchant, reservationKey: "x", amount: 100, limits: EffectiveLimits(tier: .premium, currency: .USD), windows: windows)
+        try await Self.waitForTheHorizon(pastEntriesOf: merchant, pool)
 
         var result = try await record.sync(at: now)
         #expect(result.merchants >= 1 && !result.undercounted.contains(merchant))
