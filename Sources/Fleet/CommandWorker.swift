@@ -51,7 +51,6 @@ public final class CommandWorker: Service, Sendable {
     let transactions: CommandTransaction
     /// Groups the transactions of commands that are ready together (`GroupCommitSettings`).
     let committer: GroupCommitter<CommandTransaction.Job, TransactionResult>
-    private let inFlight = Atomic<Int>(0)
 
     public static let defaultMaxMessageBytes = 1 << 20
 
@@ -158,10 +157,10 @@ public final class CommandWorker: Service, Sendable {
 
     func process(_ delivery: AMQPDelivery) async {
         metrics.consumed.increment()
-        metrics.inFlight.record(inFlight.add(1, ordering: .relaxed).newValue)
+        metrics.inFlight.increment()
         let started = ContinuousClock.now
         defer {
-            metrics.inFlight.record(inFlight.subtract(1, ordering: .relaxed).newValue)
+            metrics.inFlight.decrement()
             metrics.handling.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         }
         let messageId = String((delivery.properties.messageId ?? "unknown").prefix(255))

@@ -12,7 +12,9 @@ public struct QueueMetrics: Sendable {
     let outageRetries: Metrics.Counter
     let parked: Metrics.Counter
     let duplicates: Metrics.Counter
-    let inFlight: Metrics.Gauge
+    /// Incremented and decremented, never set: two commands ending together each recorded their
+    /// own count into a gauge, in either order, and a last `1` stayed on an idle worker.
+    let inFlight: Metrics.Meter
     let handling: Metrics.Timer
 
     public init(queue: String) {
@@ -24,7 +26,7 @@ public struct QueueMetrics: Sendable {
         outageRetries = Metrics.Counter(label: "payfleet_commands_outage_retries_total", dimensions: dimensions)
         parked = Metrics.Counter(label: "payfleet_commands_parked_total", dimensions: dimensions)
         duplicates = Metrics.Counter(label: "payfleet_commands_duplicate_total", dimensions: dimensions)
-        inFlight = Metrics.Gauge(label: "payfleet_commands_in_flight", dimensions: dimensions)
+        inFlight = Metrics.Meter(label: "payfleet_commands_in_flight", dimensions: dimensions)
         handling = Metrics.Timer(label: "payfleet_command_handling_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
     }
 }

@@ -25,21 +25,25 @@ import Testing
         let store = ScheduledTaskStore(pool: pool)
         let key = TestEnvironment.unique("pf:test:clock")
         let lockA = LeaderLock(redis: redis, key: key, lease: .seconds(1)), lockB = LeaderLock(redis: redis, key: key, lease: .seconds(1))
+        // The clocks run on a time of their own, half an hour into a slot: on the real one, an hour
+        // boundary between A's start and B's pass would make B plan and publish the next slot too.
+        let time = ManualTime(Date(timeIntervalSince1970: 1_938_040_200)) // 2031-06-01T00:30:00Z
         func clock(_ lock: LeaderLock) -> Clock {
-            Clock(tasks: [task], store: store, lock: lock, publisher: publisher, clock: .system, tick: .seconds(1), logger: TestEnvironment.logger)
+            Clock(tasks: [task], store: store, lock: lock, publisher: publisher, clock: .manual(time), tick: .seconds(1), logger: TestEnvironment.logger)
         }
         let tokenA = try #require(try await lockA.acquireOrRenew())
-        let slot = task.slot(at: Date())
+        let slot = task.slot(at: time.now)
         try await store.plan(task: name, run: [slot], skip: [], reason: "")
         // A starts the slot, then pauses (a long GC, a frozen VM) past its lease.
-        #expect(try await store.start(task: name, slot: slot, token: tokenA, commandId: "a", at: Date()))
+        #expect(try await store.start(task: name, slot: slot, token: tokenA, commandId: "a", at: time.now))
         try await Task.sleep(for: .milliseconds(1_300))
+        time.advance(by: 1.3)
         let tokenB = try #require(try await lockB.acquireOrRenew(), "the lease lapsed")
         #expect(tokenB != tokenA)
         try await clock(lockB).pass(task, token: tokenB)
         // A wakes up and tries to finish what it started: fenced out.
-        #expect(try await !store.finish(task: name, slot: slot, token: tokenA, status: .completed, at: Date()))
-        #expect(try await !store.finish(task: name, slot: slot, token: tokenA, status: .failed, error: "late", at: Date()))
+        #expect(try await !store.finish(task: name, slot: slot, token: tokenA, status: .completed, at: time.now))
+        #expect(try await !store.finish(task: name, slot: slot, token: tokenA, status: .failed, error: "late", at: time.now))
         let rows = try await store.recent(limit: 5).filter { $0.task == name }
         #expect(rows.map(\.status) == [.completed] && rows.first?.attempts == 2)
         let published = await commands.wait { !$0.isEmpty }

@@ -36,13 +36,20 @@ public final class EventSubscriber: Sendable {
         try await EventSubscriber(bindingKeys: ["payment", "preauth", "command", "sweep"].map { "m.\(merchantId).\($0).#" })
     }
 
-    public init(exchange: String = "payfleet.events", bindingKeys: [String]) async throws {
+    public convenience init(exchange: String = "payfleet.events", bindingKeys: [String]) async throws {
+        try await self.init(boundLike: bindingKeys.map { AMQPBinding(source: exchange, destination: "", routingKey: $0) })
+    }
+
+    /// A private queue bound as `bindings` say (their destinations aside): it receives a copy of
+    /// what the broker routes by them, e.g. what a headers binding sends to a product's queue.
+    public init(boundLike bindings: [AMQPBinding]) async throws {
         connection = try await TestEnvironment.amqp("test subscriber", confirms: false, prefetch: 500)
         let declared = try await connection.declareQueue(AMQPQueueDeclaration(name: "", durable: false, exclusive: true,
                                                                              autoDelete: true, arguments: [:]))
         queue = declared.name
-        for bindingKey in bindingKeys {
-            try await connection.bind(AMQPBinding(source: exchange, destination: queue, routingKey: bindingKey, arguments: [:]))
+        for var binding in bindings {
+            binding.destination = queue
+            try await connection.bind(binding)
         }
         _ = try await connection.consume(ConsumeSpec(queue: queue, noAck: true, exclusive: true))
         let connection = self.connection, received = self.received
