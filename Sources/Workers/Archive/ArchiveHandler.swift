@@ -44,6 +44,7 @@ public struct ArchiveHandler: CommandHandler {
             let cutoff = clock.now.addingTimeInterval(-TimeInterval(table.keepDays) * 86_400)
             let moved = try await store.moveBatch(table, olderThan: cutoff, run: run, pool: pool)
             Counter(label: "payfleet_archive_rows_total", dimensions: [("table", table.name)]).increment(by: moved)
+            if moved > 0 { Faults.point("after-archive-batch") }
             if moved < table.batch { remaining.removeFirst() }
             if moved > 0 { try await Task.sleep(for: .milliseconds(options.pauseMilliseconds)) }
         }
