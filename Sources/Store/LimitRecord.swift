@@ -102,22 +102,7 @@ extension LimitRecord {
     /// counters were below the record and had to be raised.
     public func sync(at now: Date) async throws -> (merchants: Int, undercounted: [String]) {
         let windows = LimitWindows(at: now)
-        var merchants: [String] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await ledger.redis.command(["SCAN", cursor, "MATCH", LimitLedger.loadedKey("*", windows.month),
-                                                        "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else {
-                throw LedgerError.unexpectedReply("\(reply)")
-            }
-            cursor = next
-            merchants += keys.compactMap { key in
-                key.string.flatMap { text in
-                    guard let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close else { return nil }
-                    return String(text[text.index(after: open)..<close])
-                }
-            }
-        } while cursor != "0"
+        let merchants = try await ledger.loadedMerchants(windows: windows)
         var undercounted: [String] = []
         for chunk in stride(from: 0, to: merchants.count, by: 500).map({ Array(merchants[$0..<min($0 + 500, merchants.count)]) }) {
             let recorded = try await pool.withConnection { connection in
