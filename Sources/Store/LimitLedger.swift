@@ -169,7 +169,8 @@ public struct LimitLedger: Sendable {
     /// reservation records (1.6 million keys after a few benchmark runs) a pass cost Redis 2.4 s.
     static func loadedIndexKey(_ month: String) -> String { "pf:lim:index:loaded:\(month)" }
     /// Set once the month's list also holds the markers set before lists existed (found by one
-    /// `SCAN`: counters loaded by an earlier release, or before a list was lost on its own).
+    /// `SCAN`: counters loaded by an earlier release). Without the list itself (evicted, or no load
+    /// yet this month), the flag does not count.
     static func indexCompleteKey(_ month: String) -> String { "pf:lim:index:complete:\(month)" }
 
     private func windowKeys(_ merchantId: String, _ windows: LimitWindows) -> [String] {
@@ -309,12 +310,12 @@ public struct LimitLedger: Sendable {
 extension LimitLedger {
     /// The merchants whose counters Redis holds for `windows`' month, sorted: the month's list
     /// (`loadedIndexKey`), less those whose marker is gone (lost, expired, or a crash between
-    /// listing and loading). The first call of a month whose list is not known complete also
-    /// lists the markers a `SCAN` finds, once.
+    /// listing and loading). A call that finds the month's list missing or not known complete
+    /// first lists the markers a `SCAN` finds: once a month when all is well.
     public func loadedMerchants(windows: LimitWindows) async throws -> [String] {
         let index = Self.loadedIndexKey(windows.month), complete = Self.indexCompleteKey(windows.month)
         let ttl = ttls(windows)[1]
-        if try await redis.command(["EXISTS", complete]).int != 1 {
+        if try await redis.command(["EXISTS", complete, index]).int != 2 {
             let found = try await scan(["SCAN", "0", "MATCH", Self.loadedKey("*", windows.month), "COUNT", "1000"]).compactMap { key in
                 key.firstIndex(of: "{").flatMap { open in
                     key.lastIndex(of: "}").flatMap { close in open < close ? String(key[key.index(after: open)..<close]) : nil }
