@@ -6,9 +6,10 @@
 #                     [--drain-commands N] [--drain-replicas 1,2,3]
 #
 # Runs on the local stack (deploy/local/up.sh; started here if it is not up). Measures:
-#   1. pgbench: the authorize transaction's SQL (inbox claim, payment insert, outbox insert,
-#      inbox outcome) on the same PostgreSQL, 8 clients, prepared statements — the database's
-#      ceiling for this work;
+#   1. pgbench: the authorize command's SQL (its pin and the channel's record, then one
+#      transaction: limit lock, inbox claim, order, payment, limit entry, order update, inbox
+#      outcome, two outbox rows) on the same PostgreSQL, 8 clients, prepared statements — the
+#      database's ceiling for this work;
 #   2. the raw broker: persistent messages to a quorum queue, publish with confirms, then consume;
 #   3. authorize over AMQP: publish payment.create with confirms until its outcome event arrives;
 #      and a queued backlog (--drain-commands, default 20,000) drained by 1, 2 and 3 authorize
@@ -86,7 +87,7 @@ fi
 section "1/7 pgbench: the authorize transaction (with its pin and the channel's record), 8 clients, ${seconds}s"
 psql_ <<'SQL'
 DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls,
-  bench_pre_authorizations;
+  bench_pre_authorizations, bench_orders;
 CREATE TABLE bench_inbox (LIKE inbox INCLUDING ALL);
 CREATE TABLE bench_payments (LIKE payments INCLUDING ALL);
 CREATE TABLE bench_outbox (LIKE outbox INCLUDING ALL);
@@ -94,9 +95,14 @@ CREATE TABLE bench_limit_entries (LIKE limit_entries INCLUDING ALL);
 CREATE TABLE bench_pins (LIKE command_pins INCLUDING ALL);
 CREATE TABLE bench_channel_calls (LIKE sandbox_channel_calls INCLUDING ALL);
 CREATE TABLE bench_pre_authorizations (LIKE pre_authorizations INCLUDING ALL);
+CREATE TABLE bench_orders (LIKE orders INCLUDING ALL);
 SQL
-# The same statements as one authorize command, with rows of the same size: a real routing
-# record and outcome event from `payfleet-bench sample`, and a real merchant to read.
+# The same statements as one authorize command, in its order, with rows of the same size (a real
+# routing record, outcome event and order event from `payfleet-bench sample`): the pin and the
+# channel's record (each its own autocommit), then the merchant's limit lock, the inbox claim, the
+# order's row, the payment, its limit entry, the order's update, the inbox outcome with the
+# payment's outbox row, and the order's outbox row. The worker reads the merchant from the Redis
+# cache, so the script does not read it either.
 sample=$("$bench" sample)
 bench_merchant=$("$bench" merchant)
 script=$(mktemp)
@@ -105,23 +111,28 @@ import json, sys
 sample, merchant = json.loads(sys.argv[1]), sys.argv[2]
 # E'' strings with \x3a for ':' — pgbench would read ":06" inside a literal as a variable.
 q = lambda text: "E'" + text.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a") + "'"
-routing, event = q(sample["routing"]), q(sample["event"])
+routing, event, order_event = q(sample["routing"]), q(sample["event"]), q(sample["order_event"])
+order_columns = ("order_no, merchant_id, amount, currency, status, paid_amount, refunded_amount, "
+                 "array_to_json(payments)::text AS payments, version, created_at, updated_at")
 print(f"""\\set n random(1, 9000000000000000000)
 INSERT INTO bench_pins (merchant_id, idempotency_key, request_hash, decision, amount_base, counted_at) VALUES ('{merchant}', :n, 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60', {routing}::jsonb, 1000, now()) ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET merchant_id = bench_pins.merchant_id RETURNING request_hash, decision::text, amount_base, counted_at, (xmax = 0);
 INSERT INTO bench_channel_calls (channel, idempotency_key, operation, resource, amount, currency, answer, reference) VALUES ('stripe', 'pay_' || :n || chr(58) || 'authorize', 'authorize', 'pay_' || :n, 1000, 'USD', 'succeed', 'sbx_stripe_pay_' || :n) ON CONFLICT (channel, idempotency_key) DO UPDATE SET calls = bench_channel_calls.calls + 1, last_at = now() RETURNING answer, reference, (xmax = 0);
 BEGIN;
-INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash) VALUES ('{merchant}', :n, :n, 'payment.create', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60') ON CONFLICT DO NOTHING;
-SELECT merchant_id, name, tier, base_currency, country, auto_settlement, limit_overrides, created_at FROM merchants WHERE merchant_id = '{merchant}';
-INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at, limit_key, counted_at) VALUES ('pay_' || :n, '{merchant}', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now(), :n, now());
+SELECT pg_advisory_xact_lock_shared(hashtext('pf' || chr(58) || 'limits'), hashtext('{merchant}'));
+INSERT INTO bench_inbox (merchant_id, idempotency_key, command_id, command_type, request_hash, created_at) VALUES ('{merchant}', :n, :n, 'payment.create', 'a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60a3f1c9e0b7d24c5e8f6a1b2c3d4e5f60', now()) ON CONFLICT (merchant_id, idempotency_key) DO NOTHING;
+INSERT INTO bench_orders (merchant_id, order_no, amount, currency, status, version, created_at, updated_at) VALUES ('{merchant}', 'order-' || :n, 1000, 'USD', 'created', 0, now(), now()) ON CONFLICT (merchant_id, order_no) DO NOTHING RETURNING {order_columns};
+INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at, limit_key, counted_at, succeeded_at) VALUES ('pay_' || :n, '{merchant}', 'order-' || :n, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now(), :n, now(), now());
 INSERT INTO bench_limit_entries (merchant_id, limit_key, counted_at, amount, at, kind, ref) VALUES ('{merchant}', :n, now(), 1000, now(), 'reserve', 'pay_' || :n);
-WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.{merchant}.payment.succeeded', outcome_event = {event} WHERE merchant_id = '{merchant}' AND idempotency_key = :n::text) INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text, 'payment.succeeded', 'payfleet.events', 'm.{merchant}.payment.succeeded', 'payment:' || :n::text, :n::text, {event});
+UPDATE bench_orders SET amount = 1000, currency = 'USD', status = 'paid', paid_amount = 1000, refunded_amount = 0, payments = ARRAY['pay_' || :n], version = 1, updated_at = now() WHERE merchant_id = '{merchant}' AND order_no = 'order-' || :n;
+WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.{merchant}.payment.succeeded', outcome_event = {event} WHERE merchant_id = '{merchant}' AND idempotency_key = :n::text) INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at, lease_until) VALUES (:n::text, 'payment.succeeded', 'payfleet.events', 'm.{merchant}.payment.succeeded', 'payment' || chr(58) || 'pay_' || :n, :n::text, {event}, now(), now() + interval '15 seconds') RETURNING id;
+INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at, lease_until) VALUES (:n::text || 'o', 'order.updated', 'payfleet.events', 'm.{merchant}.order.updated', 'order' || chr(58) || '{merchant}' || chr(58) || 'order-' || :n, :n::text, {order_event}, now(), now() + interval '15 seconds') RETURNING id;
 COMMIT;""")
 PY
 pgbench_out=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
 rm -f "$script"
 pg_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_out" | head -1 | awk '{print $3}')
 pg_lat=$(grep -oE 'latency average = [0-9.]+' <<<"$pgbench_out" | awk '{print $4}')
-psql_ -c "TRUNCATE bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls"
+psql_ -c "TRUNCATE bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls, bench_orders"
 echo "pgbench: $pg_tps tx/s, average latency $pg_lat ms" >&2
 
 section "2/7 raw broker: quorum queue, persistent 300-byte messages"
@@ -211,7 +222,8 @@ echo "$lookups" >&2
 section "6/7 captures over AMQP ($holds holds, each captured in full) and pgbench running the capture transaction"
 # The capture transaction's SQL, with rows of the real sizes: the inbox claim, the merchant's
 # limit lock, the hold read and changed (FOR UPDATE, one conditional update), the capture's payment,
-# the inbox outcome and two outbox rows; then the sandbox channel's own record (autocommit).
+# its order held (the insert that finds it, then FOR UPDATE) and updated, the inbox outcome and
+# three outbox rows (payment, hold, order); then the sandbox channel's own record (autocommit).
 psql_ <<'SQL'
 INSERT INTO bench_pre_authorizations (pre_auth_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method,
     channel, routing, status, expires_at, command_id, limit_key, counted_at, version, created_at, updated_at)
@@ -219,12 +231,17 @@ SELECT 'pa_' || g, 'mch_bench', 'room-' || g, 100000000, 100000000, 'USD', 'US',
        now() + interval '7 days', 'c' || g, 'k' || g, now(), 1, now(), now()
 FROM generate_series(1, 10000) AS g;
 SQL
+psql_ -c "INSERT INTO bench_orders (merchant_id, order_no, amount, currency, status, version, created_at, updated_at)
+          SELECT '$(json "['merchant_id']" <<<"$bench_merchant")', 'room-' || g, 100000000, 'USD', 'created', 0, now(), now()
+          FROM generate_series(1, 10000) AS g"
 script=$(mktemp)
 python3 - "$sample" "$(json "['merchant_id']" <<<"$bench_merchant")" >"$script" <<'PY'
 import json, sys
 sample, merchant = json.loads(sys.argv[1]), sys.argv[2]
 q = lambda text: "E'" + text.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a") + "'"
-routing, event = q(sample["routing"]), q(sample["event"])
+routing, event, order_event = q(sample["routing"]), q(sample["event"]), q(sample["order_event"])
+order_columns = ("order_no, merchant_id, amount, currency, status, paid_amount, refunded_amount, "
+                 "array_to_json(payments)::text AS payments, version, created_at, updated_at")
 print(f"""\\set n random(1, 9000000000000000000)
 \\set h random(1, 10000)
 BEGIN;
@@ -233,14 +250,18 @@ SELECT pg_advisory_xact_lock_shared(hashtext('pf' || chr(58) || 'limits'), hasht
 SELECT pre_auth_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing::text, status, captured_amount, capture_count, released_amount, expires_at, failure_code, failure_message, subject, metadata::text, customer::text, limit_key, counted_at, version, created_at, updated_at FROM bench_pre_authorizations WHERE pre_auth_no = 'pa_' || :h AND merchant_id = 'mch_bench' FOR UPDATE;
 UPDATE bench_pre_authorizations SET status = 'partially_captured', captured_amount = captured_amount + 1, capture_count = capture_count + 1, version = version + 1, updated_at = now() WHERE pre_auth_no = 'pa_' || :h AND expires_at > now();
 INSERT INTO bench_payments (payment_no, merchant_id, order_no, amount, amount_base, currency, country, pay_method, channel, channel_ref, routing, channel_fee, status, subject, metadata, customer, command_id, version, created_at, updated_at, limit_key, counted_at, pre_auth_no) VALUES ('pay_' || :n, '{merchant}', 'room-' || :h, 1000, 1000, 'USD', 'US', 'card', 'stripe', 'sbx_stripe_pay_' || :n, {routing}::jsonb, 59, 'succeeded', NULL, '{{}}'::jsonb, NULL, :n, 1, now(), now(), :n, now(), 'pa_' || :h);
+INSERT INTO bench_orders (merchant_id, order_no, amount, currency, status, version, created_at, updated_at) VALUES ('{merchant}', 'room-' || :h, 100000000, 'USD', 'created', 0, now(), now()) ON CONFLICT (merchant_id, order_no) DO NOTHING RETURNING {order_columns};
+SELECT {order_columns} FROM bench_orders WHERE merchant_id = '{merchant}' AND order_no = 'room-' || :h FOR UPDATE;
+UPDATE bench_orders SET amount = 100000000, currency = 'USD', status = 'paid', paid_amount = paid_amount + 1000, refunded_amount = 0, payments = payments || ('pay_' || :n), version = version + 1, updated_at = now() WHERE merchant_id = '{merchant}' AND order_no = 'room-' || :h;
 WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', outcome_routing_key = 'm.{merchant}.payment.succeeded', outcome_event = {event} WHERE merchant_id = '{merchant}' AND idempotency_key = :n::text) INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text, 'payment.succeeded', 'payfleet.events', 'm.{merchant}.payment.succeeded', 'payment:' || :n::text, :n::text, {event});
 INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text || 'p', 'preauth.captured', 'payfleet.events', 'm.{merchant}.preauth.captured', 'preauth' || chr(58) || 'pa_' || :h, :n::text, {event});
+INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body) VALUES (:n::text || 'o', 'order.updated', 'payfleet.events', 'm.{merchant}.order.updated', 'order' || chr(58) || 'room-' || :h, :n::text, {order_event});
 COMMIT;
 INSERT INTO bench_channel_calls (channel, idempotency_key, operation, resource, amount, currency, answer, reference) VALUES ('stripe', 'pa_' || :h || chr(58) || 'capture' || chr(58) || :n, 'capture', 'pa_' || :h, 1000, 'USD', 'succeed', 'sbx') ON CONFLICT (channel, idempotency_key) DO UPDATE SET calls = bench_channel_calls.calls + 1 RETURNING answer, reference, (xmax = 0);""")
 PY
 pgbench_capture=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
 rm -f "$script"
-psql_ -c "DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls, bench_pre_authorizations"
+psql_ -c "DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls, bench_pre_authorizations, bench_orders"
 pg_capture_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_capture" | head -1 | awk '{print $3}')
 echo "pgbench (capture): $pg_capture_tps tx/s" >&2
 capture=$("$bench" capture --holds "$holds" --merchant "$merchant_id")

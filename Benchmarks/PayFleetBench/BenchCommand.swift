@@ -211,7 +211,7 @@ struct Preload: AsyncParsableCommand {
 /// A real routing record and outcome event, made by the production code, so the pgbench baseline
 /// writes rows of the same size as the authorize worker.
 struct Sample: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a real routing record and payment.succeeded event (JSON).")
+    static let configuration = CommandConfiguration(abstract: "Print a real routing record, payment.succeeded event and order.updated event (JSON).")
 
     func run() async throws {
         let request = PaymentRequest(orderNo: "order-1001", amount: 1_000, currency: .USD, country: "US", payMethod: .card)
@@ -222,7 +222,18 @@ struct Sample: AsyncParsableCommand {
                               channelFee: decision.estimatedFee ?? 0, version: 1, at: Date())
         let event = CloudEvent(id: MessageIds.eventId(merchantId: "m", commandId: "c", type: "payment.succeeded"), type: "payment.succeeded",
                                source: "/payfleet/authorize", time: Timestamp.format(Date()), merchantId: "mch_bench", data: payment)
-        struct Result: Encodable { let routing: String; let event: String }
-        try printJSON(Result(routing: try CanonicalJSON.encode(decision), event: try CanonicalJSON.encode(event)))
+        // The order the payment paid, and its `order.updated` event (the transaction's second outbox row).
+        let time = Timestamp.format(Date())
+        var order = Order(orderNo: request.orderNo, merchantId: "mch_bench", amount: request.amount, currency: request.currency,
+                          version: 0, createdAt: time, updatedAt: time)
+        let before = order
+        order.attempt(payment.paymentNo, amount: request.amount, currency: request.currency)
+        order.paid(request.amount)
+        let orderEvent = CloudEvent(id: MessageIds.eventId(merchantId: "m", commandId: "c", type: Order.eventType), type: Order.eventType,
+                                    source: "/payfleet/authorize", time: time, merchantId: "mch_bench",
+                                    data: order.changed(from: before, at: Date()) ?? order)
+        struct Result: Encodable { let routing: String; let event: String; let order_event: String }
+        try printJSON(Result(routing: try CanonicalJSON.encode(decision), event: try CanonicalJSON.encode(event),
+                             order_event: try CanonicalJSON.encode(orderEvent)))
     }
 }
