@@ -25,7 +25,9 @@ public enum TextRules {
     /// True when every scalar is printable: no control, surrogate, private-use, unassigned,
     /// or line/paragraph separator (such text breaks logs, CSV and terminals).
     public static func isPrintable(_ text: String) -> Bool {
-        text.unicodeScalars.allSatisfy { scalar in
+        // Printable ASCII (what nearly every field is) needs no Unicode property lookup.
+        if text.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) { return true }
+        return text.unicodeScalars.allSatisfy { scalar in
             switch scalar.properties.generalCategory {
             case .control, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator: false
             default: true

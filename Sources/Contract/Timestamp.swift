@@ -2,7 +2,29 @@ import Foundation
 
 /// RFC 3339 UTC timestamps with milliseconds, as every resource and event carries them.
 public enum Timestamp {
+    /// `2026-12-07T12:36:37.205Z`. The same text as `Date.ISO8601FormatStyle(includingFractionalSeconds:
+    /// true, timeZone: .gmt)` (`foundationFormat`), which it replaces on the hot path: the
+    /// milliseconds are the fraction of the date's seconds since 2001-01-01 (how `Date` holds it),
+    /// truncated, as Foundation takes them.
     public static func format(_ date: Date) -> String {
+        let sinceReference = date.timeIntervalSinceReferenceDate
+        guard sinceReference.isFinite, abs(sinceReference) < 1e14 else { return foundationFormat(date) }
+        let whole = sinceReference.rounded(.down)
+        let millis = Int64((sinceReference - whole) * 1000)
+        let seconds = Int64(whole) + 978_307_200
+        let days = CivilTime.floorDiv(seconds, 86_400)
+        let secondOfDay = seconds - days * 86_400
+        let (year, month, day) = CivilTime.civil(fromDays: days)
+        // Foundation's Gregorian calendar is Julian before October 1582.
+        guard (1600...9999).contains(year) else { return foundationFormat(date) }
+        let pad = CivilTime.padded
+        return pad(year, 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(day), 2)
+            + "T" + pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
+            + "." + pad(millis, 3) + "Z"
+    }
+
+    /// Foundation's text for `format` (the definition it is tested against; years outside 1600...9999).
+    public static func foundationFormat(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
     }
 

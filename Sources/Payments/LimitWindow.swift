@@ -1,3 +1,4 @@
+import Contract
 import Foundation
 
 /// The UTC day and month windows a payment counts in (RULES "Transaction limits").
@@ -16,16 +17,39 @@ public struct LimitWindows: Sendable, Equatable {
     public var monthEnd: Date
 
     public init(at date: Date) {
+        // UTC arithmetic on whole seconds (`CivilTime`), not `Calendar`: the same windows
+        // (`LimitWindowTests` compares the two), for a fraction of the cost on every payment.
+        // Whole seconds taken from the time since 2001 (how `Date` holds it, and `Calendar` reads it),
+        // so an instant a hair before midnight stays in its day.
+        let second = Int64(date.timeIntervalSinceReferenceDate.rounded(.down)) + 978_307_200
+        let dayNumber = CivilTime.floorDiv(second, 86_400)
+        let (year, monthOfYear, dayOfMonth) = CivilTime.civil(fromDays: dayNumber)
+        // Foundation's Gregorian calendar is Julian before October 1582, and its windows are the definition.
+        guard year >= 1600 else {
+            self = LimitWindows(calendarAt: date)
+            return
+        }
+        month = CivilTime.padded(year, 4) + CivilTime.padded(Int64(monthOfYear), 2)
+        day = month + CivilTime.padded(Int64(dayOfMonth), 2)
+        let firstOfMonth = CivilTime.days(fromCivil: year, month: monthOfYear, day: 1)
+        let firstOfNextMonth = monthOfYear == 12 ? CivilTime.days(fromCivil: year + 1, month: 1, day: 1)
+            : CivilTime.days(fromCivil: year, month: monthOfYear + 1, day: 1)
+        dayStart = Date(timeIntervalSince1970: Double(dayNumber * 86_400))
+        dayEnd = Date(timeIntervalSince1970: Double((dayNumber + 1) * 86_400))
+        monthStart = Date(timeIntervalSince1970: Double(firstOfMonth * 86_400))
+        monthEnd = Date(timeIntervalSince1970: Double(firstOfNextMonth * 86_400))
+        secondsToDayEnd = max(1, Int(dayEnd.timeIntervalSince(date).rounded(.up)))
+        secondsToMonthEnd = max(1, Int(monthEnd.timeIntervalSince(date).rounded(.up)))
+    }
+
+    /// The windows as `Calendar` (UTC) computes them: the definition `init(at:)` follows (and
+    /// takes before 1600).
+    public init(calendarAt date: Date) {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let parts = calendar.dateComponents([.year, .month, .day], from: date)
-        // Not `String(format:)`: it parses its format through Foundation on every command.
-        func padded(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        month = padded(parts.year!, 4) + padded(parts.month!, 2)
-        day = month + padded(parts.day!, 2)
+        month = CivilTime.padded(Int64(parts.year!), 4) + CivilTime.padded(Int64(parts.month!), 2)
+        day = month + CivilTime.padded(Int64(parts.day!), 2)
         let startOfDay = calendar.startOfDay(for: date)
         let nextDay = calendar.date(byAdding: .day, value: 1, to: startOfDay)!
         let startOfMonth = calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!

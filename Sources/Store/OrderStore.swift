@@ -45,14 +45,15 @@ public struct OrderStore: Sendable {
                                    [merchantId, PostgresArray.text(orderNos)]).rows.map(Self.order(from:))
     }
 
-    /// The statement that writes `order` (whose `version` is the new one).
+    /// The statement that writes `order` (whose `version` is the new one). Its `updated_at` goes as
+    /// the text `Order.changed` wrote (`Timestamp.format`), which PostgreSQL reads as it is.
     public func write(_ order: Order) -> PostgresStatement {
         PostgresStatement("""
             UPDATE orders SET amount = $3, currency = $4, status = $5, paid_amount = $6, refunded_amount = $7,
                 payments = $8::text[], version = $9, updated_at = $10::timestamptz
             WHERE merchant_id = $1 AND order_no = $2
             """, [order.merchantId, order.orderNo, order.amount, order.currency.rawValue, order.status.rawValue, order.paidAmount,
-                  order.refundedAmount, PostgresArray.text(order.payments), order.version, Timestamp.parse(order.updatedAt) ?? Date()])
+                  order.refundedAmount, PostgresArray.text(order.payments), order.version, order.updatedAt])
     }
 
     static func order(from row: PostgresRow) throws -> Order {

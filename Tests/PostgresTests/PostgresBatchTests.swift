@@ -145,4 +145,16 @@ import Testing
         #expect(try await pool.query("SELECT 2 AS n").rows[0].int("n") == 2)
         await pool.close()
     }
+
+    /// `PostgresArray.text` as PostgreSQL reads it back: every element as it was, whatever it holds.
+    @Test func aTextArrayParameterComesBackElementForElement() async throws {
+        let pool = try Self.pool()
+        let values = ["pay_abc", "", "NULL", "a,b", "{x}", "quote\"d", "back\\slash", "\\\"", " spaced ", "订单", "e\u{301}",
+                      "'; DROP TABLE orders; --", "=1+2", "tab\there", "line\nbreak"]
+        let rows = try await pool.query("SELECT e, i FROM unnest($1::text[]) WITH ORDINALITY AS a(e, i) ORDER BY i",
+                                        [PostgresArray.text(values)]).rows
+        #expect(try rows.map { try $0.string("e") } == values)
+        #expect(try await pool.query("SELECT cardinality($1::text[]) AS n", [PostgresArray.text([])]).rows[0].int("n") == 0)
+        await pool.close()
+    }
 }

@@ -1,0 +1,47 @@
+import Foundation
+
+/// UTC calendar arithmetic on whole days and seconds (proleptic Gregorian, day 0 = 1970-01-01),
+/// without Foundation's `Calendar`: the authorize path computes a payment's limit windows and
+/// formats its timestamps several times per command, and `Calendar` (with `TimeZone` and
+/// `DateComponents`) cost about 3% of the worker's CPU doing it.
+///
+/// Howard Hinnant's `civil_from_days` / `days_from_civil`, exact for every day a `Date` can hold.
+public enum CivilTime {
+    /// The UTC date of `days` since 1970-01-01.
+    public static func civil(fromDays z0: Int64) -> (year: Int64, month: Int, day: Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), Int(month), Int(day))
+    }
+
+    /// Days since 1970-01-01 of a UTC date (`month` 1...12; `day` may run past the month's end,
+    /// which counts on into the next).
+    public static func days(fromCivil year0: Int64, month: Int, day: Int) -> Int64 {
+        let year = month <= 2 ? year0 - 1 : year0
+        let era = (year >= 0 ? year : year - 399) / 400
+        let yoe = year - era * 400
+        let m = Int64(month)
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + Int64(day) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    /// `a / b` rounded toward negative infinity (`b` > 0).
+    public static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
+        let q = a / b
+        return (a % b != 0 && a < 0) ? q - 1 : q
+    }
+
+    /// `value` in decimal, left-padded with zeros to `width` digits (not `String(format:)`, which
+    /// parses its format through Foundation on every call). For values >= 0.
+    public static func padded(_ value: Int64, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.utf8.count >= width ? digits : String(repeating: "0", count: width - digits.utf8.count) + digits
+    }
+}
