@@ -17,9 +17,11 @@ public struct StoredPayment: Sendable, Equatable {
     public var channelState: String?
     public var customer: Customer?
     public var createdAt: Date
+    /// `payment.routing` already encoded (`CanonicalJSON`), when the caller has it: the pin's text.
+    public var routingText: String?
 
     public init(payment: Payment, amountBase: Int64, limitKey: String, countedAt: Date, channelRef: String? = nil,
-                channelState: String? = nil, customer: Customer? = nil, createdAt: Date) {
+                channelState: String? = nil, customer: Customer? = nil, createdAt: Date, routingText: String? = nil) {
         self.payment = payment
         self.amountBase = amountBase
         self.limitKey = limitKey
@@ -28,6 +30,7 @@ public struct StoredPayment: Sendable, Equatable {
         self.channelState = channelState
         self.customer = customer
         self.createdAt = createdAt
+        self.routingText = routingText
     }
 }
 
@@ -54,7 +57,7 @@ public struct PaymentStore: Sendable {
                 CASE WHEN $13 = 'succeeded' THEN $21::timestamptz END)
             """, [payment.paymentNo, payment.merchantId, payment.orderNo, payment.amount, stored.amountBase,
                   payment.currency.rawValue, payment.country, payment.payMethod.rawValue, payment.channel, stored.channelRef,
-                  try payment.routing.map(CanonicalJSON.encode), payment.channelFee, payment.status.rawValue,
+                  try stored.routingText ?? payment.routing.map(CanonicalJSON.encode), payment.channelFee, payment.status.rawValue,
                   payment.failureCode, payment.failureMessage, payment.subject, try CanonicalJSON.encode(payment.metadata),
                   try stored.customer.map(CanonicalJSON.encode), commandId, payment.version, stored.createdAt,
                   stored.limitKey, stored.countedAt, stored.channelState, payment.preAuthNo])

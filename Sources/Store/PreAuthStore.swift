@@ -199,26 +199,32 @@ public struct CommandPins: Sendable {
         public var countedAt: Date
         /// True when this call wrote it (the first attempt); false when an earlier attempt had.
         public var isNew: Bool
+        /// `decision` as `CanonicalJSON` text, when this call wrote it: what the payment's row
+        /// stores too, so it is encoded once (nil on a later attempt: PostgreSQL's jsonb text is not canonical).
+        public var decisionText: String?
 
-        public init(requestHash: String, decision: RoutingDecision?, amountBase: Int64, countedAt: Date, isNew: Bool) {
+        public init(requestHash: String, decision: RoutingDecision?, amountBase: Int64, countedAt: Date, isNew: Bool,
+                    decisionText: String? = nil) {
             self.requestHash = requestHash
             self.decision = decision
             self.amountBase = amountBase
             self.countedAt = countedAt
             self.isNew = isNew
+            self.decisionText = decisionText
         }
     }
 
     /// Pins `proposed` for the command unless an earlier attempt pinned something: returns what
     /// is pinned now, in one round trip.
     public func pin(merchantId: String, key: String, proposed: Pin) async throws -> Pin {
+        let text = try proposed.decision.map(CanonicalJSON.encode)
         let row = try await pool.query("""
             INSERT INTO command_pins (merchant_id, idempotency_key, request_hash, decision, amount_base, counted_at)
             VALUES ($1, $2, $3, $4::jsonb, $5, $6::timestamptz)
             ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET merchant_id = command_pins.merchant_id
             RETURNING request_hash, CASE WHEN xmax = 0 THEN NULL ELSE decision::text END AS decision, amount_base, counted_at,
                       (xmax = 0) AS inserted
-            """, [merchantId, key, proposed.requestHash, try proposed.decision.map(CanonicalJSON.encode), proposed.amountBase,
+            """, [merchantId, key, proposed.requestHash, text, proposed.amountBase,
                   proposed.countedAt]).rows[0]
         // A pin this call wrote holds the proposed decision: it is not read back (decoding it was
         // 3% of the authorize worker's CPU). The time is read back either way, as stored (to the
@@ -227,7 +233,8 @@ public struct CommandPins: Sendable {
         return Pin(requestHash: try row.string("request_hash"),
                    decision: isNew ? proposed.decision
                        : try row.optionalString("decision").map { try CanonicalJSON.decode(RoutingDecision.self, from: $0) },
-                   amountBase: try row.int64("amount_base"), countedAt: try row.date("counted_at"), isNew: isNew)
+                   amountBase: try row.int64("amount_base"), countedAt: try row.date("counted_at"), isNew: isNew,
+                   decisionText: isNew ? text : nil)
     }
 
     /// Whether an earlier attempt of the command pinned its decisions (and so may have called a channel).

@@ -60,6 +60,8 @@ struct Authorization: Sendable {
         let isRetry: Bool
         /// The order it pays for, held for this transaction, as it was before this command.
         let order: Order
+        /// `decision` as the pin wrote it (`CanonicalJSON`), for the resource's row; nil when not pinned by this attempt.
+        var decisionText: String? = nil
     }
 
     /// Runs every check up to the channel. `tierCheck` adds the resource's own tier rule (a
@@ -141,7 +143,7 @@ struct Authorization: Sendable {
             throw StoreError.corrupt("command pin of \(command.idempotencyKey) has no channel")
         }
         checked = Context(merchant: merchant, amountBase: pin.amountBase, decision: decision, countedAt: pin.countedAt, now: now,
-                          isRetry: !pin.isNew, order: order)
+                          isRetry: !pin.isNew, order: order, decisionText: pin.decisionText)
 
         let windows = LimitWindows(at: pin.countedAt)
         switch try await context.ledger.reserve(merchantId: merchant.merchantId, reservationKey: command.idempotencyKey,

@@ -43,7 +43,7 @@ public struct AuthorizeHandler: CommandHandler {
                                   failureCode: failure?.rawValue, failureMessage: message, version: 1, at: checked.now)
             let stored = StoredPayment(payment: payment, amountBase: checked.amountBase, limitKey: command.idempotencyKey,
                                        countedAt: checked.countedAt, channelRef: reference, channelState: channelState,
-                                       customer: request.customer, createdAt: checked.now)
+                                       customer: request.customer, createdAt: checked.now, routingText: checked.decisionText)
             let counts = status == .succeeded || status == .pending
             // A failed attempt leaves its order `created`, so the customer can try again.
             var order = checked.order
