@@ -76,6 +76,18 @@ command -v wrk >/dev/null || { section "installing wrk"; apt-get install -y -qq 
 "${PAYFLEET_RELEASE_BUILD[@]}" --product payfleet-bench >&2
 bench=$("${PAYFLEET_RELEASE_BUILD[@]}" --show-bin-path)/payfleet-bench
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# A baseline whose script failed is no baseline: pgbench aborts a client on an SQL error and
+# still prints a rate for the others.
+pgbench_checked() {
+  local out
+  out=$("$pgbin/pgbench" "$@" 2>&1) || { echo "$out" >&2; echo "pgbench failed" >&2; exit 1; }
+  if grep -qE "aborted in command|ERROR:" <<<"$out" || ! grep -qE "number of failed transactions: 0 " <<<"$out"; then
+    echo "$out" >&2
+    echo "pgbench's script failed: the baseline above is not valid" >&2
+    exit 1
+  fi
+  echo "$out"
+}
 
 export PGPASSWORD=payfleet
 psql_() { psql -h 127.0.0.1 -p "$pg_port" -U payfleet -d payfleet -v ON_ERROR_STOP=1 -q "$@"; }
@@ -128,7 +140,7 @@ WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', out
 INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at, lease_until) VALUES (:n::text || 'o', 'order.updated', 'payfleet.events', 'm.{merchant}.order.updated', 'order' || chr(58) || '{merchant}' || chr(58) || 'order-' || :n, :n::text, {order_event}, now(), now() + interval '15 seconds') RETURNING id;
 COMMIT;""")
 PY
-pgbench_out=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
+pgbench_out=$(pgbench_checked -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet)
 rm -f "$script"
 pg_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_out" | head -1 | awk '{print $3}')
 pg_lat=$(grep -oE 'latency average = [0-9.]+' <<<"$pgbench_out" | awk '{print $4}')
@@ -259,7 +271,7 @@ INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_
 COMMIT;
 INSERT INTO bench_channel_calls (channel, idempotency_key, operation, resource, amount, currency, answer, reference) VALUES ('stripe', 'pa_' || :h || chr(58) || 'capture' || chr(58) || :n, 'capture', 'pa_' || :h, 1000, 'USD', 'succeed', 'sbx') ON CONFLICT (channel, idempotency_key) DO UPDATE SET calls = bench_channel_calls.calls + 1 RETURNING answer, reference, (xmax = 0);""")
 PY
-pgbench_capture=$("$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet 2>&1)
+pgbench_capture=$(pgbench_checked -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet)
 rm -f "$script"
 psql_ -c "DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls, bench_pre_authorizations, bench_orders"
 pg_capture_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_capture" | head -1 | awk '{print $3}')

@@ -18,9 +18,9 @@ public struct LimitWindows: Sendable, Equatable {
 
     public init(at date: Date) {
         // UTC arithmetic on whole seconds (`CivilTime`), not `Calendar`: the same windows
-        // (`LimitWindowTests` compares the two), for a fraction of the cost on every payment.
-        // Whole seconds taken from the time since 2001 (how `Date` holds it, and `Calendar` reads it),
-        // so an instant a hair before midnight stays in its day.
+        // (`CivilTimeTests` compares the two), for a fraction of the cost on every payment. The
+        // seconds are taken from the time since 2001 (how `Date` holds it, and `Calendar` reads
+        // it), so an instant a hair before midnight stays in its day.
         let second = Int64(date.timeIntervalSinceReferenceDate.rounded(.down)) + 978_307_200
         let dayNumber = CivilTime.floorDiv(second, 86_400)
         let (year, monthOfYear, dayOfMonth) = CivilTime.civil(fromDays: dayNumber)
