@@ -41,15 +41,17 @@ let package = Package(
         .target(name: "AMQP", dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")]),
         // One dedicated thread per blocking C connection, bridged to async callers.
         .target(name: "ConnectionThread"),
-        .target(name: "Postgres", dependencies: ["CLibPQ", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
+        // UTC calendar arithmetic (days, months, timestamps) without Foundation's Calendar. No dependencies.
+        .target(name: "CivilTime"),
+        .target(name: "Postgres", dependencies: ["CLibPQ", "ConnectionThread", "CivilTime", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Redis", dependencies: ["CHiredis", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
 
         // The wire contract's envelope, shared by the ingress, the runtime and the CLI: CloudEvents,
         // JSON values, field errors, event routing, canonical JSON, message ids. No I/O.
-        .target(name: "Contract", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Contract", dependencies: ["CivilTime", .product(name: "Crypto", package: "swift-crypto")]),
 
         // Pure domain: money, currencies, tiers, limits arithmetic, routing, fees, states. No I/O.
-        .target(name: "Payments", dependencies: ["Contract", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Payments", dependencies: ["Contract", "CivilTime", .product(name: "Crypto", package: "swift-crypto")]),
 
         // Persistence: migrations, SQL, Redis scripts.
         .target(name: "Store", dependencies: ["Contract", "Payments", "Postgres", "Redis",
@@ -104,7 +106,7 @@ let package = Package(
         .target(name: "PayFleetTesting", dependencies: ["AMQP", "Postgres", "Redis", "Fleet", "Store", "Contract", "Payments"], path: "Tests/PayFleetTesting"),
 
         // Unit tests: no servers.
-        .testTarget(name: "PaymentsTests", dependencies: ["Payments", "Contract", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "PaymentsTests", dependencies: ["Payments", "Contract", "CivilTime", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "WorkersTests", dependencies: ["Workers", "Fleet", "Payments", "Contract"]),
         .testTarget(name: "OutcomeMappingTests", dependencies: ["Ingress", "Fleet", "Payments", "Store", "Contract"]),
         // Integration tests: real RabbitMQ, PostgreSQL and Redis started by deploy/local/test.sh.

@@ -1,3 +1,4 @@
+import CivilTime
 import Foundation
 
 /// RFC 3339 UTC timestamps with milliseconds, as every resource and event carries them.

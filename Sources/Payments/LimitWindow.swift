@@ -1,4 +1,4 @@
-import Contract
+import CivilTime
 import Foundation
 
 /// The UTC day and month windows a payment counts in (RULES "Transaction limits").

@@ -1,3 +1,4 @@
+import CivilTime
 import Foundation
 
 /// Converts `Date` to and from PostgreSQL's ISO text form, to the microsecond (PostgreSQL's
@@ -6,11 +7,12 @@ enum PostgresTimestamp {
     /// `2026-11-25T01:02:03.123456Z`: always UTC, always six fraction digits.
     static func format(_ date: Date) -> String {
         let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
-        let seconds = floorDiv(micros, 1_000_000)
+        let seconds = CivilTime.floorDiv(micros, 1_000_000)
         let fraction = micros - seconds * 1_000_000
-        let days = floorDiv(seconds, 86_400)
+        let days = CivilTime.floorDiv(seconds, 86_400)
         let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = civil(fromDays: days)
+        let (year, month, day) = CivilTime.civil(fromDays: days)
+        let pad = CivilTime.padded
         return pad(year, 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(day), 2)
             + "T" + pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
             + "." + pad(fraction, 6) + "Z"
@@ -31,7 +33,7 @@ enum PostgresTimestamp {
               let day = scanner.digits(min: 2, max: 2),
               (1...12).contains(month), (1...31).contains(day)
         else { return nil }
-        var seconds = days(fromCivil: year, month: Int(month), day: Int(day)) * 86_400
+        var seconds = CivilTime.days(fromCivil: year, month: Int(month), day: Int(day)) * 86_400
         var micros: Int64 = 0
         if scanner.take(UInt8(ascii: " ")) || scanner.take(UInt8(ascii: "T")) {
             guard let hour = scanner.digits(min: 2, max: 2), scanner.take(UInt8(ascii: ":")),
@@ -102,38 +104,5 @@ enum PostgresTimestamp {
             if take(UInt8(ascii: "-")) { return -1 }
             return nil
         }
-    }
-
-    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
-        let q = a / b
-        return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
-    }
-
-    private static func pad(_ value: Int64, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
-    }
-
-    // Howard Hinnant's civil-calendar algorithms (proleptic Gregorian, day 0 = 1970-01-01).
-    private static func civil(fromDays z0: Int64) -> (year: Int64, month: Int, day: Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), Int(month), Int(day))
-    }
-
-    private static func days(fromCivil year0: Int64, month: Int, day: Int) -> Int64 {
-        let year = month <= 2 ? year0 - 1 : year0
-        let era = (year >= 0 ? year : year - 399) / 400
-        let yoe = year - era * 400
-        let m = Int64(month)
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + Int64(day) - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
     }
 }

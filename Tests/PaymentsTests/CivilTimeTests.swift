@@ -1,3 +1,4 @@
+import CivilTime
 import Contract
 import Foundation
 import Payments

@@ -1,5 +1,3 @@
-import Foundation
-
 /// UTC calendar arithmetic on whole days and seconds (proleptic Gregorian, day 0 = 1970-01-01),
 /// without Foundation's `Calendar`: the authorize path computes a payment's limit windows and
 /// formats its timestamps several times per command, and `Calendar` and `ISO8601FormatStyle`
