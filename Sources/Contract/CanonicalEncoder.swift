@@ -68,10 +68,15 @@ struct CanonicalEncoder {
     }
 
     static func number<F: BinaryFloatingPoint & LosslessStringConvertible>(_ value: F) throws -> Node {
+        .number(try numberText(value))
+    }
+
+    /// A floating-point number's text, as `JSONEncoder` writes it.
+    static func numberText<F: BinaryFloatingPoint & LosslessStringConvertible>(_ value: F) throws -> String {
         guard value.isFinite else { throw Unsupported() }
         var text = value.description
         if text.hasSuffix(".0") { text.removeLast(2) }
-        return .number(text)
+        return text
     }
 
     // MARK: writing

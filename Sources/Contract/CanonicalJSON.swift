@@ -5,6 +5,8 @@ import Foundation
 public enum CanonicalJSON {
     public static func encode<T: Encodable>(_ value: T) throws -> String {
         do {
+            // The types on every command's path write themselves (`CanonicalJSONWritable`).
+            if let writable = value as? any CanonicalJSONWritable { return try CanonicalJSONWriter.text(of: writable) }
             return try CanonicalEncoder.encode(value)
         } catch is CanonicalEncoder.Unsupported {
             return try encodeWithJSONEncoder(value)

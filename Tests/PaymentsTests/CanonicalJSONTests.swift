@@ -107,7 +107,68 @@ import Testing
             #expect(try CanonicalEncoder.encode(decision) == CanonicalJSON.encodeWithJSONEncoder(decision))
             #expect(try CanonicalEncoder.encode(payment) == CanonicalJSON.encodeWithJSONEncoder(payment))
             #expect(try CanonicalEncoder.encode(event) == CanonicalJSON.encodeWithJSONEncoder(event))
+            // And what these types write themselves (`CanonicalJSONWritable`), which `encode` takes.
+            #expect(try CanonicalJSONWriter.text(of: decision) == CanonicalJSON.encodeWithJSONEncoder(decision))
+            #expect(try CanonicalJSONWriter.text(of: payment) == CanonicalJSON.encodeWithJSONEncoder(payment))
+            #expect(try CanonicalJSONWriter.text(of: event) == CanonicalJSON.encodeWithJSONEncoder(event))
+            #expect(try CanonicalJSON.encode(event) == CanonicalJSON.encodeWithJSONEncoder(event))
         }
+    }
+
+    /// Every optional of the self-writing types, both ways; an order and its event; hostile text in
+    /// every string; an event with and without each optional attribute.
+    @Test func whatWritesItselfIsJSONEncodersTextInEveryShape() throws {
+        var random = Random(state: 11)
+        let router = ChannelRouter(config: .defaults)
+        for index in 0..<400 {
+            let currency = random.pick(Currency.allCases), method = random.pick(PayMethod.allCases)
+            let request = PaymentRequest(orderNo: Self.string(&random), amount: Int64(random.below(1_000_000_000)) + 1,
+                                         currency: currency, country: random.pick(Array(Country.codes)), payMethod: method,
+                                         subject: random.below(2) == 0 ? nil : Self.string(&random),
+                                         metadata: random.below(3) == 0 ? nil : Dictionary(
+                                             (0..<3).map { _ in (Self.string(&random), Self.string(&random)) }, uniquingKeysWith: { first, _ in first }))
+            var decision = router.decide(RoutingInput(amount: request.amount, currency: currency, country: request.country,
+                                                      payMethod: method, mode: random.pick(RoutingMode.allCases)),
+                                         seed: random.next())
+            if random.below(4) == 0 { decision.channel = nil; decision.strategy = nil; decision.estimatedFee = nil }
+            var payment = Payment(paymentNo: "pay_\(random.next())", merchantId: Self.string(&random), request: request,
+                                  status: random.pick(PaymentStatus.allCases), channel: random.below(4) == 0 ? nil : decision.channel,
+                                  routing: random.below(4) == 0 ? nil : decision, channelFee: Int64(random.below(10_000)),
+                                  failureCode: random.below(2) == 0 ? nil : Self.string(&random),
+                                  failureMessage: random.below(2) == 0 ? nil : Self.string(&random),
+                                  version: random.below(9) + 1, at: Date(timeIntervalSince1970: Double(random.below(2_000_000_000))))
+            payment.preAuthNo = random.below(3) == 0 ? "pa_\(index)" : nil
+            payment.refundedAmount = Int64(random.below(1_000))
+            var order = Order(orderNo: Self.string(&random), merchantId: "mch_\(index)", amount: request.amount, currency: currency,
+                              status: random.pick(OrderStatus.allCases), payments: (0..<random.below(4)).map { _ in Self.string(&random) },
+                              version: random.below(5), createdAt: "2026-12-07T00:00:00.000Z", updatedAt: Self.string(&random))
+            order.paidAmount = Int64(random.below(100))
+            func optional() -> String? { random.below(2) == 0 ? nil : Self.string(&random) }
+            let paymentEvent = CloudEvent(id: Self.string(&random), type: "payment.succeeded", source: Self.string(&random), time: optional(),
+                                          merchantId: optional(), idempotencyKey: optional(), traceparent: optional(), data: payment)
+            let orderEvent = CloudEvent(id: "evt", type: Order.eventType, source: "/payfleet/authorize", time: optional(), merchantId: optional(),
+                                        data: order)
+            try Self.expectWrittenAsJSONEncoderWrites(decision)
+            try Self.expectWrittenAsJSONEncoderWrites(payment)
+            try Self.expectWrittenAsJSONEncoderWrites(order)
+            try Self.expectWrittenAsJSONEncoderWrites(paymentEvent)
+            try Self.expectWrittenAsJSONEncoderWrites(orderEvent)
+        }
+    }
+
+    static func expectWrittenAsJSONEncoderWrites<T: CanonicalJSONWritable>(_ value: T, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let reference = try CanonicalJSON.encodeWithJSONEncoder(value)
+        #expect(try CanonicalJSONWriter.text(of: value) == reference, sourceLocation: sourceLocation)
+        #expect(try CanonicalJSON.encode(value) == reference, sourceLocation: sourceLocation)
+    }
+
+    /// A number the writer cannot write hands the whole value to `JSONEncoder`, as the encoder does.
+    @Test func aNonFiniteScoreGoesToJSONEncoderLikeAnyOther() throws {
+        var decision = ChannelRouter(config: .defaults).decide(RoutingInput(amount: 100, currency: .USD, country: "US", payMethod: .card),
+                                                               seed: 1)
+        decision.candidates[0].total = .nan
+        #expect(throws: CanonicalEncoder.Unsupported.self) { try CanonicalJSONWriter.text(of: decision) }
+        #expect(throws: EncodingError.self) { try CanonicalJSON.encode(decision) }
     }
 
     struct Everything: Encodable {
