@@ -61,13 +61,22 @@ public struct CanonicalJSONWriter {
         if let value { field(key, value) }
     }
 
-    public mutating func field<I: BinaryInteger>(_ key: StaticString, _ value: I) {
+    // Integers by concrete type: a generic `BinaryInteger` across the module boundary would print
+    // through the unspecialized generic path.
+    public mutating func field(_ key: StaticString, _ value: Int64) {
+        self.key(key)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    public mutating func field(_ key: StaticString, _ value: Int) { field(key, Int64(value)) }
+
+    public mutating func field(_ key: StaticString, _ value: UInt64) {
         self.key(key)
         bytes.append(contentsOf: String(value).utf8)
     }
 
     /// Left out when nil.
-    public mutating func fieldIfPresent<I: BinaryInteger>(_ key: StaticString, _ value: I?) {
+    public mutating func fieldIfPresent(_ key: StaticString, _ value: Int64?) {
         if let value { field(key, value) }
     }
 
