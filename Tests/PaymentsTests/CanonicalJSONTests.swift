@@ -82,18 +82,22 @@ import Testing
 
     /// The authorize worker's own values, through the fast path (no hand-over to JSONEncoder),
     /// and identical to JSONEncoder's text.
+    /// A payment request with hostile text in its order number, subject and metadata (none a third of the time).
+    static func request(_ random: inout Random, customer: Customer?) -> PaymentRequest {
+        PaymentRequest(orderNo: string(&random), amount: Int64(random.below(1_000_000_000)) + 1, currency: random.pick(Currency.allCases),
+                       country: random.pick(Array(Country.codes)), payMethod: random.pick(PayMethod.allCases),
+                       subject: random.below(2) == 0 ? nil : string(&random), customer: customer,
+                       metadata: random.below(3) == 0 ? nil : Dictionary((0..<3).map { _ in (string(&random), string(&random)) },
+                                                                        uniquingKeysWith: { first, _ in first }))
+    }
+
     @Test func paymentsWithTheirRoutingDecisionsAndTheirEvents() throws {
         var random = Random(state: 7)
         let router = ChannelRouter(config: .defaults)
         for _ in 0..<300 {
-            let currency = random.pick(Currency.allCases), method = random.pick(PayMethod.allCases)
-            let request = PaymentRequest(orderNo: Self.string(&random), amount: Int64(random.below(1_000_000_000)) + 1,
-                                         currency: currency, country: random.pick(Array(Country.codes)), payMethod: method,
-                                         subject: random.below(2) == 0 ? nil : Self.string(&random),
-                                         customer: Customer(id: Self.string(&random), email: nil, ip: "10.0.0.1"),
-                                         metadata: [Self.string(&random): Self.string(&random), "k": Self.string(&random)])
-            let decision = router.decide(RoutingInput(amount: request.amount, currency: currency, country: request.country,
-                                                      payMethod: method, mode: random.pick(RoutingMode.allCases)),
+            let request = Self.request(&random, customer: Customer(id: Self.string(&random), email: nil, ip: "10.0.0.1"))
+            let decision = router.decide(RoutingInput(amount: request.amount, currency: request.currency, country: request.country,
+                                                      payMethod: request.payMethod, mode: random.pick(RoutingMode.allCases)),
                                          stats: ["stripe": ChannelStats(attempts: random.below(100), successes: random.below(50))],
                                          seed: random.next())
             let payment = Payment(paymentNo: "pay_\(random.next())", merchantId: "mch_1", request: request,
@@ -121,14 +125,9 @@ import Testing
         var random = Random(state: 11)
         let router = ChannelRouter(config: .defaults)
         for index in 0..<400 {
-            let currency = random.pick(Currency.allCases), method = random.pick(PayMethod.allCases)
-            let request = PaymentRequest(orderNo: Self.string(&random), amount: Int64(random.below(1_000_000_000)) + 1,
-                                         currency: currency, country: random.pick(Array(Country.codes)), payMethod: method,
-                                         subject: random.below(2) == 0 ? nil : Self.string(&random),
-                                         metadata: random.below(3) == 0 ? nil : Dictionary(
-                                             (0..<3).map { _ in (Self.string(&random), Self.string(&random)) }, uniquingKeysWith: { first, _ in first }))
-            var decision = router.decide(RoutingInput(amount: request.amount, currency: currency, country: request.country,
-                                                      payMethod: method, mode: random.pick(RoutingMode.allCases)),
+            let request = Self.request(&random, customer: nil)
+            var decision = router.decide(RoutingInput(amount: request.amount, currency: request.currency, country: request.country,
+                                                      payMethod: request.payMethod, mode: random.pick(RoutingMode.allCases)),
                                          seed: random.next())
             if random.below(4) == 0 { decision.channel = nil; decision.strategy = nil; decision.estimatedFee = nil }
             var payment = Payment(paymentNo: "pay_\(random.next())", merchantId: Self.string(&random), request: request,
@@ -139,7 +138,7 @@ import Testing
                                   version: random.below(9) + 1, at: Date(timeIntervalSince1970: Double(random.below(2_000_000_000))))
             payment.preAuthNo = random.below(3) == 0 ? "pa_\(index)" : nil
             payment.refundedAmount = Int64(random.below(1_000))
-            var order = Order(orderNo: Self.string(&random), merchantId: "mch_\(index)", amount: request.amount, currency: currency,
+            var order = Order(orderNo: Self.string(&random), merchantId: "mch_\(index)", amount: request.amount, currency: request.currency,
                               status: random.pick(OrderStatus.allCases), payments: (0..<random.below(4)).map { _ in Self.string(&random) },
                               version: random.below(5), createdAt: "2026-12-07T00:00:00.000Z", updatedAt: Self.string(&random))
             order.paidAmount = Int64(random.below(100))
