@@ -36,6 +36,17 @@ public enum CivilTime {
         return (a % b != 0 && a < 0) ? q - 1 : q
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS.<fraction>Z` of `seconds` since 1970-01-01 UTC, the fraction written
+    /// with `digits` digits (`fraction` < 10^digits). For years 0...9999.
+    public static func timestamp(seconds: Int64, fraction: Int64, digits: Int) -> String {
+        let days = floorDiv(seconds, 86_400)
+        let secondOfDay = seconds - days * 86_400
+        let (year, month, day) = civil(fromDays: days)
+        return padded(year, 4) + "-" + padded(Int64(month), 2) + "-" + padded(Int64(day), 2)
+            + "T" + padded(secondOfDay / 3600, 2) + ":" + padded(secondOfDay / 60 % 60, 2) + ":" + padded(secondOfDay % 60, 2)
+            + "." + padded(fraction, digits) + "Z"
+    }
+
     /// `value` in decimal, left-padded with zeros to `width` digits (not `String(format:)`, which
     /// parses its format through Foundation on every call). For values >= 0.
     public static func padded(_ value: Int64, _ width: Int) -> String {

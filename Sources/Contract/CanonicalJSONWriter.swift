@@ -100,35 +100,35 @@ public struct CanonicalJSONWriter {
 
     public mutating func field<W: CanonicalJSONWritable>(_ key: StaticString, _ values: [W]) throws {
         self.key(key)
-        bytes.append(UInt8(ascii: "["))
-        for (index, value) in values.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            try value.writeCanonicalJSON(&self)
-        }
-        bytes.append(UInt8(ascii: "]"))
+        try list(values, open: "[", close: "]") { json, value in try value.writeCanonicalJSON(&json) }
     }
 
     public mutating func field(_ key: StaticString, _ values: [String]) {
         self.key(key)
-        bytes.append(UInt8(ascii: "["))
-        for (index, value) in values.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            CanonicalEncoder.writeString(value, into: &bytes)
-        }
-        bytes.append(UInt8(ascii: "]"))
+        list(values, open: "[", close: "]") { json, value in CanonicalEncoder.writeString(value, into: &json.bytes) }
     }
 
     /// An object of strings, its keys sorted as `CanonicalEncoder` sorts them.
     public mutating func field(_ key: StaticString, _ map: [String: String]) {
         self.key(key)
-        bytes.append(UInt8(ascii: "{"))
-        for (index, member) in map.sorted(by: { CanonicalEncoder.precedes($0.key, $1.key) }).enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            CanonicalEncoder.writeString(member.key, into: &bytes)
-            bytes.append(UInt8(ascii: ":"))
-            CanonicalEncoder.writeString(member.value, into: &bytes)
+        list(map.sorted(by: { CanonicalEncoder.precedes($0.key, $1.key) }), open: "{", close: "}") { json, member in
+            CanonicalEncoder.writeString(member.key, into: &json.bytes)
+            json.bytes.append(UInt8(ascii: ":"))
+            CanonicalEncoder.writeString(member.value, into: &json.bytes)
         }
-        bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// `items` between `open` and `close`, separated by commas.
+    private mutating func list<Items: Sequence>(_ items: Items, open: Unicode.Scalar, close: Unicode.Scalar,
+                                                _ write: (inout CanonicalJSONWriter, Items.Element) throws -> Void) rethrows {
+        bytes.append(UInt8(ascii: open))
+        var separated = false
+        for item in items {
+            if separated { bytes.append(UInt8(ascii: ",")) }
+            separated = true
+            try write(&self, item)
+        }
+        bytes.append(UInt8(ascii: close))
     }
 }
 

@@ -11,18 +11,15 @@ public enum Timestamp {
         let sinceReference = date.timeIntervalSinceReferenceDate
         guard sinceReference.isFinite, abs(sinceReference) < 1e14 else { return foundationFormat(date) }
         let whole = sinceReference.rounded(.down)
-        let millis = Int64((sinceReference - whole) * 1000)
         let seconds = Int64(whole) + 978_307_200
-        let days = CivilTime.floorDiv(seconds, 86_400)
-        let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = CivilTime.civil(fromDays: days)
-        // Foundation's Gregorian calendar is Julian before October 1582.
-        guard (1600...9999).contains(year) else { return foundationFormat(date) }
-        let pad = CivilTime.padded
-        return pad(year, 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(day), 2)
-            + "T" + pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
-            + "." + pad(millis, 3) + "Z"
+        guard civilYears.contains(seconds) else { return foundationFormat(date) }
+        return CivilTime.timestamp(seconds: seconds, fraction: Int64((sinceReference - whole) * 1000), digits: 3)
     }
+
+    /// The seconds (since 1970) of the years `format` writes itself, 1600...9999: Foundation's
+    /// Gregorian calendar is Julian before October 1582.
+    private static let civilYears = CivilTime.days(fromCivil: 1600, month: 1, day: 1) * 86_400
+        ..< CivilTime.days(fromCivil: 10_000, month: 1, day: 1) * 86_400
 
     /// Foundation's text for `format` (the definition it is tested against; years outside 1600...9999).
     public static func foundationFormat(_ date: Date) -> String {

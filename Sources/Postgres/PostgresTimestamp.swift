@@ -8,14 +8,7 @@ enum PostgresTimestamp {
     static func format(_ date: Date) -> String {
         let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
         let seconds = CivilTime.floorDiv(micros, 1_000_000)
-        let fraction = micros - seconds * 1_000_000
-        let days = CivilTime.floorDiv(seconds, 86_400)
-        let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = CivilTime.civil(fromDays: days)
-        let pad = CivilTime.padded
-        return pad(year, 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(day), 2)
-            + "T" + pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
-            + "." + pad(fraction, 6) + "Z"
+        return CivilTime.timestamp(seconds: seconds, fraction: micros - seconds * 1_000_000, digits: 6)
     }
 
     /// Parses what PostgreSQL prints with `DateStyle=ISO` for `timestamptz`, `timestamp` (taken as
