@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
@@ -40,7 +41,7 @@ let package = Package(
 
         .target(name: "AMQP", dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")]),
         // One dedicated thread per blocking C connection, bridged to async callers.
-        .target(name: "ConnectionThread"),
+        .target(name: "ConnectionThread", dependencies: [.product(name: "DequeModule", package: "swift-collections")]),
         // UTC calendar arithmetic (days, months, timestamps) without Foundation's Calendar. No dependencies.
         .target(name: "CivilTime"),
         .target(name: "Postgres", dependencies: ["CLibPQ", "ConnectionThread", "CivilTime", .product(name: "Logging", package: "swift-log")]),

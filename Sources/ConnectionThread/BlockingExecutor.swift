@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ import Glibc
 /// else is mutable.
 public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private let condition = NSCondition()
-    private var jobs = JobQueue<UnownedJob>()
+    private var jobs = Deque<UnownedJob>()
     private var stopping = false
 
     public init(name: String) {

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 
 /// One dedicated OS thread that owns one blocking C connection (`State`) and runs jobs against
@@ -18,7 +19,7 @@ import Foundation
 ///
 public final class ConnectionThread<State>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var jobs = JobQueue<(inout State) -> Void>()
+    private var jobs = Deque<(inout State) -> Void>()
     private var stopping = false
     private var finished = false
     /// This thread is running a job.
@@ -55,6 +56,13 @@ public final class ConnectionThread<State>: @unchecked Sendable {
             }
             if !accepted { continuation.resume(throwing: closed) }
         }
+    }
+
+    /// Queues `job` to run on the connection thread and returns at once; false (and `job` is
+    /// dropped) once `shutdown()` was called. For a client that batches its callers' work into one
+    /// job and resumes them itself.
+    public func submit(_ job: @escaping @Sendable (inout State) -> Void) -> Bool {
+        enqueue(job)
     }
 
     /// Stops accepting jobs. Jobs already queued still run, then `teardown`, then the thread exits.

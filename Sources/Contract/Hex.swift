@@ -6,6 +6,9 @@
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
+    /// The lowercase hex digit of `nibble` (0...15).
+    static func digit(_ nibble: UInt8) -> UInt8 { digits[Int(nibble)] }
+
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         let bytes = Array(bytes)
         return String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in

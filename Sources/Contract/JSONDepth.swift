@@ -6,6 +6,13 @@ public enum JSONDepth {
 
     /// Whether `bytes` nests arrays and objects deeper than `limit` (brackets inside strings do not count).
     public static func exceeds<Bytes: Collection>(_ bytes: Bytes, limit: Int = JSONDepth.limit) -> Bool where Bytes.Element == UInt8 {
+        // Called across modules the generic loop went through the collection's witness table for
+        // every byte (1.2% of the authorize worker's CPU); contiguous bytes are scanned directly.
+        if let exceeds = bytes.withContiguousStorageIfAvailable({ scan($0, limit: limit) }) { return exceeds }
+        return scan(bytes, limit: limit)
+    }
+
+    private static func scan<Bytes: Collection>(_ bytes: Bytes, limit: Int) -> Bool where Bytes.Element == UInt8 {
         var depth = 0, inString = false, escaped = false
         for byte in bytes {
             if inString {

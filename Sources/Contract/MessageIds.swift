@@ -9,13 +9,13 @@ public enum MessageIds {
     /// merchants may use the same one: the merchant is part of the id.
     public static func eventId(merchantId: String?, commandId: String, type: String) -> String {
         let scope = merchantId.map { "m|\($0)" } ?? "sys"
-        return uuidString(Array(SHA256.hash(data: Array("event|\(scope)|\(commandId)|\(type)".utf8))))
+        return uuidString(SHA256.hash(data: Array("event|\(scope)|\(commandId)|\(type)".utf8)))
     }
 
     /// A deterministic command id for a command derived from `seed` (a scheduled slot, a sweep's
     /// per-resource command), so that publishing it twice publishes the same message.
     public static func commandId(derivedFrom seed: String) -> String {
-        uuidString(Array(SHA256.hash(data: Array("command|\(seed)".utf8))))
+        uuidString(SHA256.hash(data: Array("command|\(seed)".utf8)))
     }
 
     /// A fresh UUID string for a command id.
@@ -26,13 +26,25 @@ public enum MessageIds {
         Hex.encode(SHA256.hash(data: Array(text.utf8)))
     }
 
-    static func uuidString(_ bytes: [UInt8]) -> String {
-        var b = Array(bytes.prefix(16))
-        b[6] = (b[6] & 0x0F) | 0x80 // version 8
-        b[8] = (b[8] & 0x3F) | 0x80 // RFC 4122 variant
-        let hex = Hex.encode(b)
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
-                     hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
-        return parts.joined(separator: "-")
+    /// The digest's first 16 bytes as a version 8 UUID's text, written straight into the string.
+    static func uuidString(_ digest: SHA256.Digest) -> String {
+        digest.withUnsafeBytes { bytes in
+            String(unsafeUninitializedCapacity: 36) { text in
+                var end = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        text[end] = UInt8(ascii: "-")
+                        end += 1
+                    }
+                    var byte = bytes[index]
+                    if index == 6 { byte = (byte & 0x0F) | 0x80 }  // version 8
+                    if index == 8 { byte = (byte & 0x3F) | 0x80 }  // RFC 4122 variant
+                    text[end] = Hex.digit(byte >> 4)
+                    text[end + 1] = Hex.digit(byte & 0x0F)
+                    end += 2
+                }
+                return end
+            }
+        }
     }
 }

@@ -43,6 +43,9 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(help: "Commands handled at once (env PAYFLEET_CONCURRENCY).")
     public var concurrency: Int = Int(environment("PAYFLEET_CONCURRENCY") ?? "") ?? 32
 
+    @Option(name: .customLong("redis-connections"), help: "Redis connections of this process, each with its own thread; calls that queue on one go out together in one round trip (env PAYFLEET_REDIS_CONNECTIONS; 0 = the default, 2: with 32 commands in flight, 2 drained as fast as 4 or 16, with fewer threads).")
+    public var redisConnections: Int = Int(environment("PAYFLEET_REDIS_CONNECTIONS") ?? "") ?? 0
+
     @Option(name: .customLong("max-rate"), help: "Commands started per second at most, for a background worker sharing the servers with live traffic (env PAYFLEET_MAX_RATE; 0 = no limit).")
     public var maxRate: Double = Double(environment("PAYFLEET_MAX_RATE") ?? "") ?? 0
 
@@ -94,6 +97,7 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     public mutating func validate() throws {
         guard concurrency >= 1, concurrency <= 1024 else { throw ValidationError("--concurrency must be 1...1024") }
         guard commandThreads == 0 || commandThreads == 1 else { throw ValidationError("--command-threads must be 0 or 1") }
+        guard (0...256).contains(redisConnections) else { throw ValidationError("--redis-connections must be 0...256") }
         guard maxRate >= 0 else { throw ValidationError("--max-rate must be >= 0") }
         guard prefetch >= 1, prefetch <= 65_535 else { throw ValidationError("--prefetch must be 1...65535") }
         guard maxRetries >= 0 else { throw ValidationError("--max-retries must be >= 0") }

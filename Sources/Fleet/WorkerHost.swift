@@ -63,8 +63,8 @@ public enum WorkerHost {
         let consumes = setup.queue != nil
         let pool = PostgresPool(configuration: try PostgresConfiguration(url: options.connections.databaseURL),
                                 size: consumes ? options.concurrency + 2 : 4, logger: logger)
-        let redis = try RedisClient(url: options.connections.redisURL, poolSize: consumes ? max(4, options.concurrency / 2) : 2,
-                                    logger: logger)
+        let redis = try RedisClient(url: options.connections.redisURL,
+                                    poolSize: options.redisConnections > 0 ? options.redisConnections : 2, logger: logger)
         let publisher = AMQPConnection(configuration: AMQPConfiguration(url: url, connectionName: "\(name) publisher",
                                                                         confirms: true, topology: topology), logger: logger)
         let relay = OutboxRelay(pool: pool, publisher: publisher, clock: clock, logger: logger)

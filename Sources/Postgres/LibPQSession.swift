@@ -317,6 +317,9 @@ final class LibPQSession {
 
     private static func read(_ result: OpaquePointer) -> PostgresResult {
         let rowCount = Int(PQntuples(result))
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        // Most statements return no row (an INSERT, an UPDATE): no column names to read.
+        guard rowCount > 0 else { return PostgresResult(rows: [], affectedRows: affected) }
         let columnCount = Int(PQnfields(result))
         let layout = PostgresRow.Layout(names: (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) })
         var rows: [PostgresRow] = []
@@ -335,7 +338,6 @@ final class LibPQSession {
             }
             rows.append(PostgresRow(layout: layout, values: values))
         }
-        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresResult(rows: rows, affectedRows: affected)
     }
 

@@ -6,6 +6,10 @@ import Synchronization
 ///
 /// - Each call goes to the connection with the fewest calls queued, which runs it while the
 ///   caller awaits; blocking never happens on Swift's cooperative threads.
+/// - Calls that queue on one connection while it waits for a reply go out together: the
+///   connection's thread writes every queued call's commands at once and reads the replies in
+///   order (pipelining, one round trip for all of them). Each caller gets its own replies; each
+///   script or `MULTI` is as atomic as before, since Redis runs one connection's commands in order.
 /// - Connections open lazily, on first use. A broken connection is replaced on its next use;
 ///   the call that saw it break throws `RedisError.isConnection` and is NOT retried (the command
 ///   may or may not have run; retry only idempotent commands, yourself).
@@ -51,7 +55,7 @@ public final class RedisClient: Sendable {
     /// Runs one command given as raw bytes: arguments may hold any byte, NUL included.
     public func command(bytes arguments: [[UInt8]]) async throws -> RedisValue {
         guard !arguments.isEmpty else { throw RedisError(message: "empty redis command") }
-        let value = try await run { session in try session.command(arguments) }
+        let value = try await send([arguments])[0]
         if case .error(let message) = value { throw RedisError(message: message) }
         return value
     }
@@ -123,8 +127,14 @@ public final class RedisClient: Sendable {
     public func pipeline(bytes commands: [[[UInt8]]]) async throws -> [RedisValue] {
         guard !commands.contains(where: \.isEmpty) else { throw RedisError(message: "empty redis command in pipeline") }
         if commands.isEmpty { return [] }
-        return try await run { session in try session.pipeline(commands) }
+        return try await send(commands)
     }
+
+    /// Calls waiting for their connection's next pipeline now.
+    public var queuedCalls: Int { lanes.reduce(0) { total, lane in total + lane.queue.withLock { $0.calls.count } } }
+
+    /// Round trips to the server so far (a pipeline of queued calls counts once).
+    public var roundTrips: Int { lanes.reduce(0) { $0 + $1.roundTrips.load(ordering: .relaxed) } }
 
     /// Stops taking commands, lets those already queued finish, closes every connection.
     public func close() async {
@@ -133,19 +143,80 @@ public final class RedisClient: Sendable {
         logger.debug("redis client closed")
     }
 
-    private func run<T: Sendable>(_ body: @escaping @Sendable (HiredisSession) throws -> T) async throws -> T {
+    /// Sends `commands` (one call's, in order) and returns their replies. The call joins the
+    /// lane's queue; the lane's thread sends everything queued in one pipeline. A caller on a
+    /// `BlockingExecutor` thread runs its call itself when the connection is idle (no thread hop).
+    private func send(_ commands: [[[UInt8]]]) async throws -> [RedisValue] {
         let closedError = RedisError(message: "RedisClient is closed", isConnection: true)
         guard !closed.load(ordering: .acquiring) else { throw closedError }
         let lane = pickLane()
         defer { lane.calls.subtract(1, ordering: .relaxed) }
-        return try await lane.thread.run(closedError: closedError) { session in try body(session) }
+        if BlockingExecutor.isCurrentThread {
+            return try await lane.thread.run(closedError: closedError) { session in
+                lane.roundTrips.add(1, ordering: .relaxed)
+                return try session.pipeline(commands)
+            }
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            let startsFlush = lane.queue.withLock { queue in
+                queue.calls.append(Lane.Call(commands: commands, continuation: continuation))
+                defer { queue.flushing = true }
+                return !queue.flushing
+            }
+            guard startsFlush else { return }
+            let accepted = lane.thread.submit { session in lane.flush(session) }
+            if !accepted {
+                let dropped = lane.queue.withLock { queue in
+                    defer { queue = Lane.Queue() }
+                    return queue.calls
+                }
+                for call in dropped { call.continuation.resume(throwing: closedError) }
+            }
+        }
     }
 
-    /// One connection's thread and how many calls are queued on it or running.
+    /// One connection's thread, how many calls are queued on it or running, and the calls
+    /// waiting for the next pipeline.
     private final class Lane: Sendable {
+        struct Call: Sendable {
+            let commands: [[[UInt8]]]
+            let continuation: CheckedContinuation<[RedisValue], any Error>
+        }
+        struct Queue: Sendable {
+            var calls: [Call] = []
+            /// A flush job is queued or running on the thread: it takes what is queued.
+            var flushing = false
+        }
         let thread: ConnectionThread<HiredisSession>
         let calls = Atomic<Int>(0)
+        let roundTrips = Atomic<Int>(0)
+        let queue = Mutex(Queue())
         init(thread: ConnectionThread<HiredisSession>) { self.thread = thread }
+
+        /// On the thread: sends every queued call in one pipeline and hands out the replies, until
+        /// nothing is queued. A broken connection fails every call of that pipeline (each may or
+        /// may not have run, as for a single call).
+        func flush(_ session: HiredisSession) {
+            while true {
+                let batch = queue.withLock { queue in
+                    defer { queue.calls = [] }
+                    if queue.calls.isEmpty { queue.flushing = false }
+                    return queue.calls
+                }
+                if batch.isEmpty { return }
+                roundTrips.add(1, ordering: .relaxed)
+                do {
+                    let replies = try session.pipeline(batch.count == 1 ? batch[0].commands : batch.flatMap(\.commands))
+                    var start = 0
+                    for call in batch {
+                        call.continuation.resume(returning: Array(replies[start..<start + call.commands.count]))
+                        start += call.commands.count
+                    }
+                } catch {
+                    for call in batch { call.continuation.resume(throwing: error) }
+                }
+            }
+        }
     }
 
     /// The lane with the fewest calls; the scan starts at a rotating lane so that concurrent

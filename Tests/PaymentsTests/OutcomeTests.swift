@@ -64,6 +64,11 @@ import Testing
         #expect(!JSONDepth.exceeds(Array(("\"" + String(repeating: "[", count: 100) + "\"").utf8)), "brackets in a string do not count")
         #expect(!JSONDepth.exceeds(Array(#"{"s":"\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#.utf8)), "nor after an escaped quote")
         #expect(JSONDepth.exceeds(Array(String(repeating: "[", count: 1_000_000).utf8)))
+        // Bytes not stored contiguously take the other path, with the same answers.
+        let deep = String(repeating: "[", count: 33) + String(repeating: "]", count: 33)
+        #expect(JSONDepth.exceeds(deep.utf8))
+        #expect(!JSONDepth.exceeds(("\"" + deep + "\"").utf8.lazy.map { $0 }))
+        #expect(JSONDepth.exceeds(Array(deep.utf8).lazy.map { $0 }))
     }
 }
 

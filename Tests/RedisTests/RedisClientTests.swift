@@ -162,6 +162,71 @@ struct RedisClientTests {
         await pusher.close()
     }
 
+    @Test("calls queued behind a busy connection go out in one pipeline, and each caller gets its own replies")
+    func queuedCallsShareARoundTrip() async throws {
+        let redis = try Self.makeClient(poolSize: 1)
+        let admin = try Self.makeClient(poolSize: 1)
+        let p = Self.prefix()
+        _ = try await redis.command(["SET", p + "text", "not a number", "EX", "60"])
+        let counted = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+        // The one connection waits in a BLPOP until the test pushes: every call made meanwhile
+        // queues behind it.
+        // (Other tests BLPOP on the same server: the connection is told apart by its id.)
+        let id = try #require(try await redis.command(["CLIENT", "ID"]).int)
+        let blocker = Task { try await redis.command(["BLPOP", p + "release", "30"]) }
+        var blocked = false
+        for _ in 0..<500 where !blocked {
+            blocked = try await admin.command(["CLIENT", "LIST", "ID", String(id)]).string?.contains("cmd=blpop") == true
+            if !blocked { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        try #require(blocked)
+        let before = redis.roundTrips
+        enum Reply: Sendable, Equatable { case one(RedisValue), many([RedisValue]), failed(String) }
+        async let answers = withThrowingTaskGroup(of: (Int, Reply).self) { group in
+            for index in 0..<60 {
+                group.addTask {
+                    switch index % 4 {
+                    case 0: return (index, .one(try await redis.command(["ECHO", "echo \(index)"])))
+                    case 1: return (index, .many(try await redis.pipeline([["INCRBY", p + "n\(index)", "\(index)"], ["GET", p + "n\(index)"],
+                                                                            ["EXPIRE", p + "n\(index)", "60"]])))
+                    // EVAL with the source: EVALSHA would take a second round trip whenever another test flushes the scripts.
+                    case 2: return (index, .one(try await redis.command(["EVAL", counted, "1", p + "s\(index)", "\(index)"])))
+                    default:
+                        do { return (index, .one(try await redis.command(["INCR", p + "text"]))) } catch let error as RedisError {
+                            return (index, .failed(error.message))
+                        }
+                    }
+                }
+            }
+            var replies: [Int: Reply] = [:]
+            for try await (index, reply) in group { replies[index] = reply }
+            return replies
+        }
+        // Every call is queued behind the BLPOP before it is answered.
+        for _ in 0..<2000 where redis.queuedCalls < 60 { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(redis.queuedCalls == 60)
+        _ = try await admin.command(["RPUSH", p + "release", "go"])
+        let replies = try await answers
+        let pipelined = redis.roundTrips - before
+        #expect(try await blocker.value == .array([.bulk(Array((p + "release").utf8)), .bulk(Array("go".utf8))]))
+        for index in 0..<60 {
+            switch index % 4 {
+            case 0: #expect(replies[index] == .one(.bulk(Array("echo \(index)".utf8))))
+            case 1: #expect(replies[index] == .many([.integer(Int64(index)), .bulk(Array("\(index)".utf8)), .integer(1)]))
+            case 2: #expect(replies[index] == .one(.integer(Int64(index))))
+            default:
+                guard case .failed(let message) = replies[index] else { Issue.record("call \(index): \(String(describing: replies[index]))"); continue }
+                #expect(message.contains("not an integer"))
+            }
+        }
+        // Without pipelining each of the 60 calls would be a round trip of its own.
+        #expect(pipelined == 1, "60 queued calls took \(pipelined) round trips")
+        #expect(try await redis.command(["PING"]) == .status("PONG"), "the error replies left the connection usable")
+        _ = try await redis.command(["DEL", p + "text"])
+        await redis.close()
+        await admin.close()
+    }
+
     @Test("a killed connection is replaced on next use; a reply timeout throws isConnection")
     func reconnects() async throws {
         let redis = try Self.makeClient(poolSize: 1)
