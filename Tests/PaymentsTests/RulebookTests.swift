@@ -195,6 +195,24 @@ import Testing
         #expect(decision == .block(rule: "blacklist.\(entry.type.rawValue)", detail: "\(entry.type.rawValue) is blacklisted"))
     }
 
+    @Test func aValueIsTrimmedExactlyAsFoundationTrimsIt() {
+        // Ends of every kind: printable ASCII (trimming skipped), ASCII and Unicode spaces and
+        // newlines, controls, and letters outside ASCII.
+        let ends: [String] = ["a", "Z", "~", "!", " ", "\t", "\n", "\r", "\u{0B}", "\u{0C}", "\u{85}", "\u{A0}", "\u{2003}", "\u{3000}",
+                              "\u{7F}", "\u{01}", "é", "中", "\u{1F600}"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let middle = String((0..<Int.random(in: 0...4, using: &generator)).map { _ in Character(ends.randomElement(using: &generator)!) })
+            let value = ends.randomElement(using: &generator)! + middle + ends.randomElement(using: &generator)!
+            for type in BlacklistType.allCases {
+                let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+                let expected = type == .email ? trimmed.lowercased() : type == .country ? trimmed.uppercased() : trimmed
+                #expect(BlacklistEntry.normalize(value, as: type) == expected, "\(value.unicodeScalars.map { $0.value })")
+            }
+        }
+        #expect(BlacklistEntry.normalize("", as: .email) == "")
+    }
+
     @Test func otherEntriesDoNotBlock() {
         let policy = RiskPolicy(blacklist: [BlacklistEntry(type: .email, value: "someone@else.com"), BlacklistEntry(type: .country, value: "CN")])
         #expect(policy.evaluate(Self.request) == .allow)
