@@ -62,8 +62,10 @@ public struct OrderStore: Sendable {
               let status = OrderStatus(rawValue: try row.string("status")) else {
             throw StoreError.corrupt("order \(orderNo)")
         }
+        // A new order has no payment yet: its empty list needs no JSON decoder.
+        let payments = try row.string("payments")
         return Order(orderNo: orderNo, merchantId: try row.string("merchant_id"), amount: try row.int64("amount"), currency: currency,
-                     status: status, payments: try CanonicalJSON.decode([String].self, from: try row.string("payments")),
+                     status: status, payments: payments == "[]" ? [] : try CanonicalJSON.decode([String].self, from: payments),
                      version: try row.int("version"), createdAt: Timestamp.format(try row.date("created_at")),
                      updatedAt: Timestamp.format(try row.date("updated_at")), paidAmount: try row.int64("paid_amount"),
                      refundedAmount: try row.int64("refunded_amount"))

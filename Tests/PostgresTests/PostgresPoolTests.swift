@@ -269,6 +269,33 @@ struct PostgresPoolTests {
         await pool.close()
     }
 
+    @Test("a statement's column names are its own, also when a new connection gives its name to another statement")
+    func columnNamesFollowTheStatement() async throws {
+        let pool = try Self.makePool(size: 1)
+        let admin = try Self.makePool(size: 1)
+        // The first statement on a connection is prepared as the first name, on the old
+        // connection and on the new one alike: the new one's result must not get the old columns.
+        let first = try await pool.withConnection { try await $0.query("SELECT pg_backend_pid() AS a, 1 AS b").first! }
+        #expect(first.columns == ["a", "b"])
+        _ = try await admin.query("SELECT pg_terminate_backend($1)", [try first.int("a")])
+        for _ in 0..<200 {
+            let alive = try await admin.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [try first.int("a")])
+            if try alive.first?.int("n") == 0 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let other: PostgresRow
+        do {
+            other = try await pool.withConnection { try await $0.query("SELECT 2 AS c, 3 AS d").first! }
+        } catch let error as PostgresError {
+            #expect(error.isConnectionFailure, "\(error)")
+            other = try await pool.withConnection { try await $0.query("SELECT 2 AS c, 3 AS d").first! }
+        }
+        #expect(other.columns == ["c", "d"])
+        #expect(try other.int("d") == 3)
+        await pool.close()
+        await admin.close()
+    }
+
     @Test("after its backend is terminated, the pool reconnects on the next lease")
     func recoversFromTerminatedBackend() async throws {
         let pool = try Self.makePool(size: 1)
