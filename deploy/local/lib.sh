@@ -55,9 +55,12 @@ PAYFLEET_PACKAGES=(rabbitmq-server redis-server postgresql
 # A release build links the Swift runtime and Foundation into each executable
 # (`--static-swift-stdlib`, Swift's convention for servers on Linux): measured on the authorize
 # worker's drain, 7% less CPU per command (direct calls instead of the dynamic linker's stubs for
-# every retain and release) and 2-4 MB less RSS. Every release build uses the same flags, so that
-# up.sh and the benchmarks share one build.
-PAYFLEET_RELEASE_BUILD=(swift build -c release --static-swift-stdlib)
+# every retain and release) and 2-4 MB less RSS. `-cross-module-optimization` lets the compiler
+# specialize and inline generic code across the project's modules (the C wrappers, Contract,
+# Payments, the runtime): 6% less CPU per command in paired drains (0.400 and 0.413 ms against
+# 0.436 and 0.432). Every release build uses the same flags, so that up.sh and the benchmarks
+# share one build.
+PAYFLEET_RELEASE_BUILD=(swift build -c release --static-swift-stdlib -Xswiftc -cross-module-optimization)
 
 # ---------------------------------------------------------------- logging
 
