@@ -18,7 +18,7 @@ public struct BlacklistEntry: Sendable, Codable, Hashable {
     }
 
     public static func normalize(_ value: String, as type: BlacklistType) -> String {
-        let trimmed = startsOrEndsWithSpace(value) ? value.trimmingCharacters(in: .whitespacesAndNewlines) : value
+        let trimmed = mayNeedTrimming(value) ? value.trimmingCharacters(in: .whitespacesAndNewlines) : value
         switch type {
         case .email: return trimmed.lowercased()
         case .country: return trimmed.uppercased()
@@ -29,7 +29,7 @@ public struct BlacklistEntry: Sendable, Codable, Hashable {
     /// False when both ends are printable ASCII, the usual case, in which trimming would change
     /// nothing; `trimmingCharacters` goes through `NSString` on every call (1% of the authorize
     /// worker's CPU, four values per payment).
-    static func startsOrEndsWithSpace(_ value: String) -> Bool {
+    static func mayNeedTrimming(_ value: String) -> Bool {
         guard let first = value.utf8.first, let last = value.utf8.last else { return false }
         return !(0x21...0x7E).contains(first) || !(0x21...0x7E).contains(last)
     }

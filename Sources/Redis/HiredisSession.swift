@@ -22,20 +22,9 @@ final class HiredisSession {
         context = nil
     }
 
-    /// Sends one command and reads its reply. An error reply comes back as `.error`; a broken
-    /// connection throws (`isConnection`) and is replaced on the next call, never retried here.
-    func command(_ arguments: [[UInt8]]) throws -> RedisValue {
-        let context = try usableContext()
-        let reply = withArgv(arguments) { argc, argv, lengths in
-            redisCommandArgv(context, argc, argv, lengths)
-        }
-        guard let reply else { throw connectionError(context) }
-        defer { freeReplyObject(reply) }
-        return Self.value(reply.assumingMemoryBound(to: redisReply.self))
-    }
-
     /// Writes every command, then reads as many replies: one round trip (hiredis buffers the
-    /// writes and flushes them on the first read). Error replies stay in place as `.error`.
+    /// writes and flushes them on the first read). Error replies stay in place as `.error`; a
+    /// broken connection throws (`isConnection`) and is replaced on the next call, never retried here.
     func pipeline(_ commands: [[[UInt8]]]) throws -> [RedisValue] {
         let context = try usableContext()
         for arguments in commands {

@@ -11,8 +11,8 @@ import Synchronization
 ///   order (pipelining, one round trip for all of them). Each caller gets its own replies; each
 ///   script or `MULTI` is as atomic as before, since Redis runs one connection's commands in order.
 /// - Connections open lazily, on first use. A broken connection is replaced on its next use;
-///   the call that saw it break throws `RedisError.isConnection` and is NOT retried (the command
-///   may or may not have run; retry only idempotent commands, yourself).
+///   the calls that saw it break (those of its pipeline) throw `RedisError.isConnection` and are
+///   NOT retried (each may or may not have run; retry only idempotent commands, yourself).
 /// - A command's error reply is thrown as `RedisError`.
 /// - A blocking command (`BLPOP`, ...) holds its connection until it returns; calls picked for
 ///   that connection meanwhile wait behind it. Mind the configuration's `timeout` for those.
