@@ -307,8 +307,26 @@ public struct IngressApp: Sendable {
         }
     }
 
-    static func bearerToken(_ request: Request) -> String? {
-        guard let value = request.headers[.authorization], value.lowercased().hasPrefix("bearer ") else { return nil }
+    static func bearerToken(_ request: Request) -> String? { bearerToken(header: request.headers[.authorization]) }
+
+    /// The token of an `Authorization: Bearer <token>` header: the scheme in any case, the token
+    /// trimmed of spaces; nil without one.
+    public static func bearerToken(header value: String?) -> String? {
+        guard let value else { return nil }
+        let bytes = value.utf8
+        // Printable ASCII and tabs (every API key and admin token) are compared and trimmed byte by
+        // byte: lowercasing the header and trimming through `NSString` were 1.8% of the ingress's CPU.
+        if bytes.allSatisfy({ (0x20..<0x7F).contains($0) || $0 == 0x09 }) {
+            guard bytes.count >= 7,
+                  zip(bytes.prefix(7), "bearer ".utf8).allSatisfy({ ((0x41...0x5A).contains($0) ? $0 | 0x20 : $0) == $1 }) else {
+                return nil
+            }
+            var token = bytes.dropFirst(7)
+            while let first = token.first, first == 0x20 || first == 0x09 { token = token.dropFirst() }
+            while let last = token.last, last == 0x20 || last == 0x09 { token = token.dropLast() }
+            return token.isEmpty ? nil : String(decoding: token, as: UTF8.self)
+        }
+        guard value.lowercased().hasPrefix("bearer ") else { return nil }
         let token = value.dropFirst(7).trimmingCharacters(in: .whitespaces)
         return token.isEmpty ? nil : token
     }

@@ -84,3 +84,26 @@ import Testing
         #expect(RetryPolicy(maxRetries: 0).isFinal(attempt: 0))
     }
 }
+
+/// The API key of an `Authorization` header: the fast path for ASCII answers as Foundation's
+/// lowercasing and trimming do.
+@Suite struct BearerTokenTests {
+    static func foundation(_ value: String?) -> String? {
+        guard let value, value.lowercased().hasPrefix("bearer ") else { return nil }
+        let token = value.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    @Test func aTokenIsReadAsFoundationWouldReadIt() {
+        let pieces = ["Bearer ", "bearer ", "BEARER ", "BeArEr ", "Bearer", "Bearer\t", "Basic ", "bearer  ", " ", "\t", "sk_live_abc",
+                      "sk_", "x", "é", "\u{A0}", "\u{2003}", "\u{130}", "K", "\u{212A}", "=", ""]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let value = (0..<Int.random(in: 0...4, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            #expect(IngressApp.bearerToken(header: value) == Self.foundation(value), "\(value.unicodeScalars.map { $0.value })")
+        }
+        #expect(IngressApp.bearerToken(header: nil) == nil)
+        #expect(IngressApp.bearerToken(header: "Bearer  sk_live_1 \t") == "sk_live_1")
+        #expect(IngressApp.bearerToken(header: "bearer\tsk_live_1") == nil)
+    }
+}

@@ -74,6 +74,29 @@ import Testing
 
 /// `Hex` replaced `String(format: "%02x")` in every id and hash: the texts must not change, or
 /// derived command ids and request hashes would differ from the ones already stored.
+/// New traces and spans: well-formed, and each id fresh.
+@Suite struct TraceContextTests {
+    @Test func aNewTraceAndItsChildrenAreWellFormedWithFreshIds() throws {
+        var traces = Set<String>(), parents = Set<String>()
+        for _ in 0..<1_000 {
+            let trace = TraceContext.new()
+            #expect(TraceContext.valid(trace) == trace)
+            let child = TraceContext.child(of: trace)
+            #expect(TraceContext.valid(child) == child)
+            #expect(TraceContext.traceId(child) == TraceContext.traceId(trace), "a child keeps its trace")
+            traces.insert(try #require(TraceContext.traceId(trace)))
+            parents.insert(String(child.split(separator: "-")[2]))
+            parents.insert(String(trace.split(separator: "-")[2]))
+        }
+        #expect(traces.count == 1_000)
+        #expect(parents.count == 2_000)
+        // Every hex digit appears in every position of the trace ids: no byte is left unset.
+        for position in 0..<32 {
+            #expect(Set(traces.map { Array($0)[position] }).count == 16, "position \(position)")
+        }
+    }
+}
+
 @Suite struct HexTests {
     @Test func encodesLowerCaseTwoDigitsPerByte() {
         #expect(Hex.encode([0x00, 0x0F, 0xA0, 0xFF]) == "000fa0ff")
