@@ -39,7 +39,7 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
-        .target(name: "AMQP", dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "AMQP", dependencies: ["CRabbitMQ", "ConnectionThread", .product(name: "Logging", package: "swift-log")]),
         // One dedicated thread per blocking C connection, bridged to async callers.
         .target(name: "ConnectionThread", dependencies: [.product(name: "DequeModule", package: "swift-collections")]),
         // UTC calendar arithmetic (days, months, timestamps) without Foundation's Calendar. No dependencies.

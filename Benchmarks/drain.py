@@ -26,6 +26,7 @@ Nothing is asserted: it reports. The drain rate is outcomes / (last outcome - fi
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,33 @@ def cpu_seconds(pid):
         return None
     fields = stat[stat.rindex(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_group(name):
+    """The worker's threads by what they serve: their names (ThreadName) without the index."""
+    if name.endswith("default-qos") or name.endswith("qos.overcommit"):
+        return "Swift tasks"
+    base = re.sub(r"-[0-9]+$", "", name)
+    if base.startswith("amqp-"):
+        return "AMQP"
+    return {"postgres": "PostgreSQL", "redis": "Redis"}.get(base, "other")
+
+
+def threads_spent(pid):
+    """CPU seconds and context switches (voluntary + involuntary) of `pid`'s threads, by group."""
+    groups = {}
+    for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+        base = f"/proc/{pid}/task/{tid}"
+        comm, stat, status = read(f"{base}/comm"), read(f"{base}/stat"), read(f"{base}/status")
+        if comm is None or stat is None or status is None:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        switches = sum(int(line.split()[1]) for line in status.decode().splitlines()
+                       if line.split(":")[0].endswith("ctxt_switches"))
+        group = groups.setdefault(thread_group(comm.decode().strip()), [0.0, 0])
+        group[0] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        group[1] += switches
+    return groups
 
 
 def status_kb(pid, key):
@@ -198,6 +226,12 @@ def measure(bench, supervised, servers, count, commands, log_dir, extra_env):
         time.sleep(0.25)
     drained = json.loads(drain.stdout.readline() or "{}")
     worker_cpu = sum(cpu_seconds(pid) or 0.0 for pid in pids)
+    by_thread = {}
+    for pid in pids:
+        for group, (cpu, switches) in threads_spent(pid).items():
+            total = by_thread.setdefault(group, [0.0, 0])
+            total[0] += cpu
+            total[1] += switches
     after, busy_after = servers.sample(), machine_busy()
     time.sleep(5)
     idle_after = [status_kb(pid, "VmRSS") or 0 for pid in pids]
@@ -214,6 +248,9 @@ def measure(bench, supervised, servers, count, commands, log_dir, extra_env):
         "types": drained["types"], "machine_busy": busy,
         "cpu_ms_per_command": {"workers": worker_cpu / n * 1000, "postgres": spent["postgres"] / n * 1000,
                                "rabbitmq": spent["rabbitmq"] / n * 1000, "redis": spent["redis"] / n * 1000},
+        # Where the workers' CPU went, by thread, and how often those threads were switched out.
+        "worker_threads": {group: {"cpu_ms_per_command": cpu / n * 1000, "switches_per_command": switches / n}
+                           for group, (cpu, switches) in sorted(by_thread.items())},
         "worker_rss_mb": {"peak": max(hwm + list(peak.values())) / 1024, "idle_after": max(idle_after) / 1024},
         # RSS counts the pages of shared libraries (Foundation, libcrypto...) that every process of
         # the fleet shares; RssAnon is the worker's own memory.
@@ -259,6 +296,17 @@ def main():
               f"{cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['rabbitmq']:.3f} / {cpu['redis']:.3f} | "
               f"{r['machine_busy']:.0%} | {r['worker_rss_mb']['peak']:.1f} / {r['worker_rss_mb']['idle_after']:.1f} | "
               f"{r['worker_private_mb']['peak']:.1f} / {r['worker_private_mb']['idle_after']:.1f} |")
+    groups = sorted({group for r in results for group in r["worker_threads"]},
+                    key=lambda g: -results[0]["worker_threads"].get(g, {"cpu_ms_per_command": 0})["cpu_ms_per_command"])
+    print()
+    print("| the workers' threads: CPU ms / context switches, per command | " + " | ".join(groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for r in results:
+        cells = []
+        for group in groups:
+            t = r["worker_threads"].get(group)
+            cells.append(f"{t['cpu_ms_per_command']:.3f} / {t['switches_per_command']:.1f}" if t else "")
+        print(f"| {r['workers']} worker(s) | " + " | ".join(cells) + " |")
     print(f"\nthe supervised worker's RSS when idle, before the measure: {idle:.1f} MB")
     if args.worker_env:
         print(f"the measured workers ran with {' '.join(args.worker_env)}")

@@ -1,3 +1,4 @@
+import ConnectionThread
 import Foundation
 import Logging
 
@@ -40,12 +41,15 @@ public final class AMQPConnection: Sendable {
         self.stream = stream
         var logger = logger
         logger[metadataKey: "amqp.connection"] = "\(configuration.connectionName)"
+        // The OS keeps 15 bytes: the name's last word tells a process's connections apart.
+        let name = "amqp-\(configuration.connectionName.split(separator: " ").last.map(String.init) ?? "")"
         let thread = Thread { [logger] in
+            ThreadName.setCurrent(name)
             let loop = ConnectionLoop(configuration: configuration, logger: logger, mailbox: mailbox,
                                       deliveries: continuation)
             loop.run()
         }
-        thread.name = "amqp-\(configuration.connectionName)"
+        thread.name = name
         thread.start()
     }
 

@@ -21,7 +21,10 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private var stopping = false
 
     public init(name: String) {
-        let thread = Thread { [self] in self.loop() }
+        let thread = Thread { [self] in
+            ThreadName.setCurrent(name)
+            self.loop()
+        }
         thread.name = name
         thread.start()
     }

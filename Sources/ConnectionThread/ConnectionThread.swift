@@ -37,7 +37,10 @@ public final class ConnectionThread<State>: @unchecked Sendable {
     public init(name: String, state: sending State, teardown: @escaping @Sendable (inout State) -> Void) {
         self.state = state
         self.teardown = teardown
-        let thread = Thread { [self] in self.loop() }
+        let thread = Thread { [self] in
+            ThreadName.setCurrent(name)
+            self.loop()
+        }
         thread.name = name
         thread.start()
     }

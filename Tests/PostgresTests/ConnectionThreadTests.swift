@@ -29,6 +29,26 @@ import Testing
         executor.shutdown()
     }
 
+    /// The OS sees each thread's name (`top -H`, `perf`), cut to Linux's 15 bytes at a character
+    /// boundary.
+    @Test func threadsCarryTheirNamesToTheOperatingSystem() async throws {
+        let thread = ConnectionThread(name: "postgres-7", state: 0, teardown: { _ in })
+        #expect(try await thread.run(closedError: Closed()) { _ in ThreadName.current } == "postgres-7")
+        await thread.shutdownAndWait()
+        let long = ConnectionThread(name: "caf\u{E9}-connection-name", state: 0, teardown: { _ in })
+        // "café-connectio" is 15 bytes: é takes two.
+        #expect(try await long.run(closedError: Closed()) { _ in ThreadName.current } == "caf\u{E9}-connectio")
+        await long.shutdownAndWait()
+        let cut = ConnectionThread(name: "abcdefghijklmn\u{E9}", state: 0, teardown: { _ in })
+        // 14 bytes fit; é would make 16, so it is left out whole rather than split.
+        #expect(try await cut.run(closedError: Closed()) { _ in ThreadName.current } == "abcdefghijklmn")
+        await cut.shutdownAndWait()
+        let executor = BlockingExecutor(name: "command-3")
+        let onExecutor = await withTaskExecutorPreference(executor) { ThreadName.current }
+        #expect(onExecutor == "command-3")
+        executor.shutdown()
+    }
+
     /// Callers on blocking threads and one on the pool, all at once on one connection: every job
     /// runs alone (its state is never shared), both paths are taken, none is lost. The moment
     /// that matters: a hop's job running with the queue empty, when an inline caller must still

@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Names the calling OS thread, as `top -H`, `ps -L`, `perf` and `/proc/<pid>/task/*/comm` show it.
+///
+/// Foundation's `Thread.name` does not reach the OS thread on Linux (every thread keeps the name
+/// of the one that made it), and Linux keeps at most 15 bytes: a longer name keeps its first 15
+/// bytes, cut at a character boundary. Written through `/proc/thread-self/comm`, since glibc's
+/// `pthread_setname_np` is a GNU extension that Swift's Glibc module does not show.
+public enum ThreadName {
+    public static func setCurrent(_ name: String) {
+        var kept = ""
+        for character in name {
+            if kept.utf8.count + String(character).utf8.count > 15 { break }
+            kept.append(character)
+        }
+        #if canImport(Glibc)
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = kept.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        #elseif canImport(Darwin)
+        _ = pthread_setname_np(kept)
+        #endif
+    }
+
+    /// The calling OS thread's name (empty if it cannot be read).
+    public static var current: String {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        #if canImport(Glibc)
+        let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "" }
+        let count = read(fd, &buffer, buffer.count)
+        close(fd)
+        guard count > 0 else { return "" }
+        var bytes = buffer.prefix(count)
+        if bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        return String(decoding: bytes, as: UTF8.self)
+        #else
+        guard pthread_getname_np(pthread_self(), &buffer, buffer.count) == 0 else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+        #endif
+    }
+}
