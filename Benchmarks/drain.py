@@ -16,10 +16,13 @@ count K:
   4. starts K authorize workers with the supervised worker's own command line and environment
      (health ports 9300 + i), and waits until every command has its outcome event;
   5. reads the CPU times again: CPU per command = CPU seconds spent during the drain / N, per
-     process kind; the workers' peak RSS (VmHWM) and their RSS once idle again;
+     process kind; the workers' peak RSS (VmHWM) and their RSS once idle again; and, from
+     /proc/PID/task, the workers' CPU and context switches by thread, grouped by the threads'
+     names: Swift's task pool, the PostgreSQL connections (postgres-N), Redis (redis-N), AMQP;
   6. stops the K workers.
-Finally it starts the supervised workers again, as up.sh had them. It prints one table; with
---pgbench-tps (run.sh passes its pgbench figure) the rates also as a ratio of pgbench.
+Finally it starts the supervised workers again, as up.sh had them. It prints two tables (the
+drain, then the workers' threads); with --pgbench-tps (run.sh passes its pgbench figure) the
+rates also as a ratio of pgbench.
 
 Nothing is asserted: it reports. The drain rate is outcomes / (last outcome - first outcome).
 """

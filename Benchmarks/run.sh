@@ -13,8 +13,8 @@
 #   2. the raw broker: persistent messages to a quorum queue, publish with confirms, then consume;
 #   3. authorize over AMQP: publish payment.create with confirms until its outcome event arrives;
 #      and a queued backlog (--drain-commands, default 20,000) drained by 1, 2 and 3 authorize
-#      workers (--drain-replicas), with the CPU each process spent per command and the workers'
-#      RSS (Benchmarks/drain.py); and light load: a quarter of the AMQP rate, published on a
+#      workers (--drain-replicas), with the CPU each process spent per command, the workers'
+#      RSS, and the workers' CPU by thread (Benchmarks/drain.py); and light load: a quarter of the AMQP rate, published on a
 #      schedule (open loop), for p50 and p99;
 #   4. authorize over HTTP: POST /api/v1/payments with wrk, waiting for the outcome (201);
 #   5. the rulebook: routing decisions per second (library alone); limit reservations per second
