@@ -58,7 +58,7 @@ def cpu_seconds(pid):
 
 
 def thread_group(name):
-    """The worker's threads by what they serve: their names (ThreadName) without the index."""
+    """The worker's threads by what they serve: their names (NamedThread) without the index."""
     if name.endswith("default-qos") or name.endswith("qos.overcommit"):
         return "Swift tasks"
     base = re.sub(r"-[0-9]+$", "", name)

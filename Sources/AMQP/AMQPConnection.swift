@@ -43,14 +43,11 @@ public final class AMQPConnection: Sendable {
         logger[metadataKey: "amqp.connection"] = "\(configuration.connectionName)"
         // The OS keeps 15 bytes: the name's last word tells a process's connections apart.
         let name = "amqp-\(configuration.connectionName.split(separator: " ").last.map(String.init) ?? "")"
-        let thread = Thread { [logger] in
-            ThreadName.setCurrent(name)
+        NamedThread.start(name) { [logger] in
             let loop = ConnectionLoop(configuration: configuration, logger: logger, mailbox: mailbox,
                                       deliveries: continuation)
             loop.run()
         }
-        thread.name = name
-        thread.start()
     }
 
     deinit {

@@ -21,12 +21,7 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private var stopping = false
 
     public init(name: String) {
-        let thread = Thread { [self] in
-            ThreadName.setCurrent(name)
-            self.loop()
-        }
-        thread.name = name
-        thread.start()
+        NamedThread.start(name) { [self] in self.loop() }
     }
 
     /// Whether the calling thread is a `BlockingExecutor`'s.

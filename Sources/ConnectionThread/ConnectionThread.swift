@@ -37,12 +37,7 @@ public final class ConnectionThread<State>: @unchecked Sendable {
     public init(name: String, state: sending State, teardown: @escaping @Sendable (inout State) -> Void) {
         self.state = state
         self.teardown = teardown
-        let thread = Thread { [self] in
-            ThreadName.setCurrent(name)
-            self.loop()
-        }
-        thread.name = name
-        thread.start()
+        NamedThread.start(name) { [self] in self.loop() }
     }
 
     /// Runs `body` on the connection thread and returns its result.

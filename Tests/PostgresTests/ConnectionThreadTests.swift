@@ -33,18 +33,18 @@ import Testing
     /// boundary.
     @Test func threadsCarryTheirNamesToTheOperatingSystem() async throws {
         let thread = ConnectionThread(name: "postgres-7", state: 0, teardown: { _ in })
-        #expect(try await thread.run(closedError: Closed()) { _ in ThreadName.current } == "postgres-7")
+        #expect(try await thread.run(closedError: Closed()) { _ in NamedThread.currentName } == "postgres-7")
         await thread.shutdownAndWait()
         let long = ConnectionThread(name: "caf\u{E9}-connection-name", state: 0, teardown: { _ in })
         // "café-connectio" is 15 bytes: é takes two.
-        #expect(try await long.run(closedError: Closed()) { _ in ThreadName.current } == "caf\u{E9}-connectio")
+        #expect(try await long.run(closedError: Closed()) { _ in NamedThread.currentName } == "caf\u{E9}-connectio")
         await long.shutdownAndWait()
         let cut = ConnectionThread(name: "abcdefghijklmn\u{E9}", state: 0, teardown: { _ in })
         // 14 bytes fit; é would make 16, so it is left out whole rather than split.
-        #expect(try await cut.run(closedError: Closed()) { _ in ThreadName.current } == "abcdefghijklmn")
+        #expect(try await cut.run(closedError: Closed()) { _ in NamedThread.currentName } == "abcdefghijklmn")
         await cut.shutdownAndWait()
         let executor = BlockingExecutor(name: "command-3")
-        let onExecutor = await withTaskExecutorPreference(executor) { ThreadName.current }
+        let onExecutor = await withTaskExecutorPreference(executor) { NamedThread.currentName }
         #expect(onExecutor == "command-3")
         executor.shutdown()
     }

@@ -1,17 +1,30 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// Names the calling OS thread, as `top -H`, `ps -L`, `perf` and `/proc/<pid>/task/*/comm` show it.
+/// A dedicated OS thread that carries its name to the OS, as `top -H`, `ps -L`, `perf` and
+/// `/proc/<pid>/task/*/comm` show it.
 ///
 /// Foundation's `Thread.name` does not reach the OS thread on Linux (every thread keeps the name
 /// of the one that made it), and Linux keeps at most 15 bytes: a longer name keeps its first 15
 /// bytes, cut at a character boundary. Written through `/proc/thread-self/comm`, since glibc's
 /// `pthread_setname_np` is a GNU extension that Swift's Glibc module does not show.
-public enum ThreadName {
-    public static func setCurrent(_ name: String) {
+public enum NamedThread {
+    /// Starts `body` on a new thread called `name`.
+    public static func start(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread {
+            setCurrentName(name)
+            body()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Names the calling thread.
+    public static func setCurrentName(_ name: String) {
         var kept = ""
         for character in name {
             if kept.utf8.count + String(character).utf8.count > 15 { break }
@@ -28,7 +41,7 @@ public enum ThreadName {
     }
 
     /// The calling OS thread's name (empty if it cannot be read).
-    public static var current: String {
+    public static var currentName: String {
         var buffer = [UInt8](repeating: 0, count: 64)
         #if canImport(Glibc)
         let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
