@@ -69,12 +69,12 @@ struct LifecycleFleet {
     }
 
     func pay(_ apiKey: String, amount: Int) async throws -> HTTP.Reply {
-        try await post(apiKey, "/api/v1/payments", ["order_no": "o-\(UUID().uuidString.prefix(8))", "amount": amount, "currency": "USD",
+        try await post(apiKey, "/api/v1/payments", ["order_no": "o-\(UUID().uuidString)", "amount": amount, "currency": "USD",
                                                    "country": "US", "pay_method": "card"])
     }
 
     func preAuth(_ apiKey: String, amount: Int, expiresIn: Int? = nil) async throws -> HTTP.Reply {
-        var body: [String: Any] = ["order_no": "room-\(UUID().uuidString.prefix(8))", "amount": amount, "currency": "USD", "country": "US",
+        var body: [String: Any] = ["order_no": "room-\(UUID().uuidString)", "amount": amount, "currency": "USD", "country": "US",
                                    "pay_method": "card"]
         if let expiresIn { body["expires_in_seconds"] = expiresIn }
         return try await post(apiKey, "/api/v1/merchant/pre-auth", body)

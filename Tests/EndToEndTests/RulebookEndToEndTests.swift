@@ -66,7 +66,7 @@ extension EndToEnd {
         }
 
         func pay(_ apiKey: String, amount: Int, currency: String = "USD", extra: [String: Any] = [:]) async throws -> HTTP.Reply {
-            var body: [String: Any] = ["order_no": "o-\(UUID().uuidString.prefix(8))", "amount": amount, "currency": currency,
+            var body: [String: Any] = ["order_no": "o-\(UUID().uuidString)", "amount": amount, "currency": currency,
                                        "country": "US", "pay_method": "card"]
             body.merge(extra) { _, new in new }
             return try await HTTP.post(base + "/api/v1/payments",

@@ -59,7 +59,9 @@ public enum Fixtures {
                                       idempotencyKey: String? = nil) -> CloudEvent<PaymentRequest> {
         CloudEvent(id: id, type: "payment.create", source: "/test", time: Timestamp.format(Date()), merchantId: merchantId,
                    idempotencyKey: idempotencyKey,
-                   data: PaymentRequest(orderNo: orderNo ?? "order-\(id.prefix(8))", amount: amount, currency: currency,
+                   // The whole id: two commands' orders must never be one (8 characters of 2,000
+                   // random ids collided once: a payment found its order paid by another command).
+                   data: PaymentRequest(orderNo: orderNo ?? "order-\(id)", amount: amount, currency: currency,
                                         country: country, payMethod: payMethod))
     }
 
