@@ -14,6 +14,11 @@ import Darwin
 /// `pthread_setname_np` is a GNU extension that Swift's Glibc module does not show.
 public enum NamedThread {
     /// Starts `body` on a new thread called `name`.
+    ///
+    /// Kept out of cross-module optimization: it copied the closure's thunk into the callers'
+    /// modules while the closure itself was inlined away here, which left an undefined symbol
+    /// that only the static stdlib's `-export-dynamic` let the linker accept.
+    @_semantics("optimize.no.crossmodule")
     public static func start(_ name: String, _ body: @escaping @Sendable () -> Void) {
         let thread = Thread {
             setCurrentName(name)

@@ -60,7 +60,18 @@ PAYFLEET_PACKAGES=(rabbitmq-server redis-server postgresql
 # Payments, the runtime): 6% less CPU per command in paired drains (0.400 and 0.413 ms against
 # 0.436 and 0.432). Every release build uses the same flags, so that up.sh and the benchmarks
 # share one build.
-PAYFLEET_RELEASE_BUILD=(swift build -c release --static-swift-stdlib -Xswiftc -cross-module-optimization)
+#
+# Linked by the toolchain's lld, with two flags that take 5 MB off each process's RSS (the
+# authorize worker: 42.6 -> 37.9 MB idle, 51 -> 45.6 MB at its peak in a drain):
+# - `--no-export-dynamic`: the static stdlib's link arguments export every symbol of the Swift
+#   runtime, Foundation and the project (35,600 symbols, 3.2 MB of tables the dynamic linker
+#   reads at start); nothing looks them up, and the backtracer reads the ELF symbol table itself.
+# - `-z pack-relative-relocs`: the 114,000 relative relocations of a position-independent
+#   executable, 2.7 MB read once at start, become a 21 KB bitmap (DT_RELR; glibc 2.36, Debian 12).
+#   Gold, the default linker, does not have it.
+PAYFLEET_RELEASE_BUILD=(swift build -c release --static-swift-stdlib -Xswiftc -cross-module-optimization
+                        -Xswiftc -use-ld=lld -Xlinker --no-export-dynamic
+                        -Xlinker -z -Xlinker pack-relative-relocs)
 
 # ---------------------------------------------------------------- logging
 
