@@ -58,12 +58,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=deploy/local/lib.sh
 source "$root/deploy/local/lib.sh"   # PAYFLEET_RELEASE_BUILD: the flags of up.sh's build
+# The running stack's URLs, as up.sh wrote them: pgbench reaches PostgreSQL the way the fleet
+# does (its Unix socket), so that the baseline and the fleet share the transport.
+if [[ -z ${PAYFLEET_DATABASE_URL:-} && -f $root/.state/local/env ]]; then
+  # shellcheck source=/dev/null
+  source "$root/.state/local/env"
+fi
 http_port=${PAYFLEET_HTTP_PORT:-8080}
 export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:5672/%2F}
 export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:5432/payfleet}
 export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:6379/0}
 redis_port=$(sed -E 's#.*:([0-9]+)(/[0-9]+)?$#\1#' <<<"$PAYFLEET_REDIS_URL")
-pg_port=$(sed -E 's#.*:([0-9]+)/[^/]*$#\1#' <<<"$PAYFLEET_DATABASE_URL")
 pgbin=/usr/lib/postgresql/15/bin
 
 section() { printf '\n== %s\n' "$*" >&2; }
@@ -90,7 +95,7 @@ pgbench_checked() {
 }
 
 export PGPASSWORD=payfleet
-psql_() { psql -h 127.0.0.1 -p "$pg_port" -U payfleet -d payfleet -v ON_ERROR_STOP=1 -q "$@"; }
+psql_() { psql "$PAYFLEET_DATABASE_URL" -v ON_ERROR_STOP=1 -q "$@"; }
 if ((money_out_only)); then
   source "$root/Benchmarks/money-out.sh"
   exit 0
@@ -140,7 +145,7 @@ WITH recorded AS (UPDATE bench_inbox SET outcome_type = 'payment.succeeded', out
 INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_key, correlation_id, body, created_at, lease_until) VALUES (:n::text || 'o', 'order.updated', 'payfleet.events', 'm.{merchant}.order.updated', 'order' || chr(58) || '{merchant}' || chr(58) || 'order-' || :n, :n::text, {order_event}, now(), now() + interval '15 seconds') RETURNING id;
 COMMIT;""")
 PY
-pgbench_out=$(pgbench_checked -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet)
+pgbench_out=$(pgbench_checked -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" "$PAYFLEET_DATABASE_URL")
 rm -f "$script"
 pg_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_out" | head -1 | awk '{print $3}')
 pg_lat=$(grep -oE 'latency average = [0-9.]+' <<<"$pgbench_out" | awk '{print $4}')
@@ -271,7 +276,7 @@ INSERT INTO bench_outbox (event_id, event_type, exchange, routing_key, resource_
 COMMIT;
 INSERT INTO bench_channel_calls (channel, idempotency_key, operation, resource, amount, currency, answer, reference) VALUES ('stripe', 'pa_' || :h || chr(58) || 'capture' || chr(58) || :n, 'capture', 'pa_' || :h, 1000, 'USD', 'succeed', 'sbx') ON CONFLICT (channel, idempotency_key) DO UPDATE SET calls = bench_channel_calls.calls + 1 RETURNING answer, reference, (xmax = 0);""")
 PY
-pgbench_capture=$(pgbench_checked -h 127.0.0.1 -p "$pg_port" -U payfleet -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" payfleet)
+pgbench_capture=$(pgbench_checked -n -M prepared -c 8 -j 2 -T "$seconds" -f "$script" "$PAYFLEET_DATABASE_URL")
 rm -f "$script"
 psql_ -c "DROP TABLE IF EXISTS bench_inbox, bench_payments, bench_outbox, bench_limit_entries, bench_pins, bench_channel_calls, bench_pre_authorizations, bench_orders"
 pg_capture_tps=$(grep -oE 'tps = [0-9.]+' <<<"$pgbench_capture" | head -1 | awk '{print $3}')

@@ -11,6 +11,10 @@ public enum TestEnvironment {
     public static var amqpURL: String { env("PAYFLEET_AMQP_URL") ?? "amqp://payfleet:payfleet@127.0.0.1:5673/%2F" }
     public static var databaseURL: String { env("PAYFLEET_DATABASE_URL") ?? "postgres://payfleet:payfleet@127.0.0.1:5433/payfleet" }
     public static var redisURL: String { env("PAYFLEET_REDIS_URL") ?? "redis://127.0.0.1:6380/0" }
+    /// The directory of the test PostgreSQL's Unix socket (it listens on TCP too).
+    public static var postgresSocketDirectory: String {
+        env("PAYFLEET_PG_SOCKET_DIR") ?? repositoryRoot.appendingPathComponent(".state/test/pgsock").path
+    }
 
     /// The repository's root (tests run from it; this file's path is the fallback).
     public static var repositoryRoot: URL {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PayFleetTesting
 import Postgres
 import Testing
 
@@ -19,6 +20,29 @@ struct PostgresPoolTests {
     /// A fresh table name for one test.
     static func tableName(_ prefix: String) -> String {
         "pf_test_\(prefix)_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
+    }
+
+    /// The local stack reaches PostgreSQL through its Unix socket (`deploy/local/up.sh`): a URL
+    /// whose `host` query parameter is a directory, percent-encoded, connects there. The server
+    /// sees no client address on a socket, and 127.0.0.1 over TCP, so the check tells them apart.
+    @Test("a URL whose host is a socket directory connects through the Unix socket, not TCP")
+    func connectsThroughTheUnixSocket() async throws {
+        let tcp = try PostgresConfiguration(url: Self.url)
+        let port = tcp["port"] ?? "5432"
+        let directory = TestEnvironment.postgresSocketDirectory
+        let encoded = try #require(directory.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed))
+        let socketURL = "postgres://payfleet:payfleet@/payfleet?host=\(encoded)&port=\(port)"
+        var logger = Logger(label: "PostgresTests")
+        logger.logLevel = .error
+        for (configuration, local) in [(try PostgresConfiguration(url: socketURL), true), (tcp, false)] {
+            let pool = PostgresPool(configuration: configuration, size: 1, logger: logger)
+            let row = try #require(try await pool.query(
+                "SELECT inet_client_addr() IS NULL AS local, current_database() AS db, current_user AS who").rows.first)
+            #expect(try row.bool("local") == local, "\(configuration)")
+            #expect(try row.string("db") == "payfleet")
+            #expect(try row.string("who") == "payfleet")
+            await pool.close()
+        }
     }
 
     @Test("every PostgresEncodable type round-trips through a parameterized insert and select, NULL included")

@@ -24,7 +24,8 @@
 #      .state/test/logs until the next run) and exits with swift test's status.
 #
 # The tests find the stack through these variables, exported here:
-#   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL
+#   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL,
+#   PAYFLEET_PG_SOCKET_DIR (PostgreSQL's Unix socket; the URL goes over TCP)
 #   PAYFLEET_RABBITMQ_NODE, PAYFLEET_RABBITMQ_HOME (HOME holding the Erlang
 #   cookie), PAYFLEET_RABBITMQ_ENV (source it to run rabbitmqctl on the node),
 #   PAYFLEET_PG_BIN (psql, pgbench), PAYFLEET_BIN_DIR (the debug executables),
@@ -113,6 +114,7 @@ log "stack up ($(elapsed))"
 
 export PAYFLEET_AMQP_URL="amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F"
 export PAYFLEET_DATABASE_URL="postgres://payfleet:payfleet@127.0.0.1:$PG_PORT/payfleet"
+export PAYFLEET_PG_SOCKET_DIR="$STATE/pgsock"   # the same server through its Unix socket (up.sh's way)
 export PAYFLEET_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export PAYFLEET_MANAGEMENT_URL="http://127.0.0.1:$MGMT_PORT"
 export PAYFLEET_RABBITMQ_NODE=$NODE

