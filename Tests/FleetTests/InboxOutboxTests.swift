@@ -282,6 +282,63 @@ import Testing
         await Self.drop(schema, pool)
     }
 
+    /// The outbox's statistics often say it is empty (a vacuum found it so a moment before), while
+    /// it holds a backlog. The claim and the check of a process's own rows must then still read it
+    /// a bounded number of times, not once per row: counted in buffer reads, not timed.
+    @Test func claimAndOwnRowCheckStayLinearWhenTheStatisticsSayTheOutboxIsEmpty() async throws {
+        let (pool, schema) = try await Self.privateOutbox()
+        // As after a busy spell: 20,000 rows published and deleted, then a vacuum that finds the
+        // table empty but keeps its pages, so its statistics say 0 rows in 345 pages.
+        try await pool.withConnection { connection in
+            try await connection.execute(simple: """
+                INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, body, created_at)
+                SELECT 'old' || g, 'test.event', 'x', 'k', 'order:mch_0123456789abcdefghij:order-' || md5(g::text), '{}', now()
+                FROM generate_series(1, 20000) AS g;
+                DELETE FROM outbox
+                """)
+            try await connection.execute(simple: "VACUUM (ANALYZE, TRUNCATE false) outbox")
+        }
+        // Then a backlog: 6,000 rows of 3,000 resources, most leased (own rows waiting), one in 40
+        // due for a claim.
+        _ = try await pool.query("""
+            INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, body, created_at, lease_until)
+            SELECT 'e' || g, 'test.event', 'x', 'k', 'order:mch_0123456789abcdefghij:order-' || md5((g % 3000)::text), '{}', now(),
+                   CASE WHEN g % 40 = 0 THEN NULL ELSE now() + interval '1 hour' END
+            FROM generate_series(1, 6000) AS g
+            """, [])
+        let pages = try await pool.query("SELECT (pg_total_relation_size('outbox') / 8192)::bigint AS pages", []).rows[0].int("pages")
+        let own = try await pool.query("SELECT id, resource_key FROM outbox WHERE id % 20 = 0 ORDER BY id", []).rows
+        let ownIds = PostgresArray.bigint(try own.map { try $0.int64("id") })
+        let ownResources = PostgresArray.text(try own.map { try $0.string("resource_key") })
+
+        func buffersRead(_ sql: String, _ parameters: [(any PostgresEncodable)?]) async throws -> Int {
+            let results = try await pool.withConnection { connection in
+                try await connection.batch([.begin, RelayPass.customPlans,
+                                            PostgresStatement("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, parameters), .rollback])
+            }
+            let text = try results[2].rows[0].string("QUERY PLAN")
+            let plan = try #require((try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])?.first?["Plan"] as? [String: Any])
+            return (plan["Shared Hit Blocks"] as? Int ?? 0) + (plan["Shared Read Blocks"] as? Int ?? 0)
+        }
+        let claim = try await buffersRead(RelayPass.claimRows, [500])
+        let check = try await buffersRead(RelayPass.blockedRows, [ownIds, ownResources])
+        #expect(claim <= 20 * pages, "the claim read \(claim) buffers of an outbox of \(pages) pages")
+        #expect(check <= 20 * pages, "the check read \(check) buffers of an outbox of \(pages) pages")
+        // And they still answer right: the claim takes the due heads, the check finds the own rows
+        // that have an older row of their resource (every resource has two rows).
+        let claimed = try await pool.query(RelayPass.claimRows, [500]).rows.map { try $0.string("event_id") }
+        let expectedHeads = (1...6000).filter { $0 % 40 == 0 && $0 <= 3000 }.map { "e\($0)" }
+        #expect(Set(claimed) == Set(expectedHeads))
+        let blocked = try await pool.query(RelayPass.blockedRows, [ownIds, ownResources]).rows.map { try $0.int64("id") }
+        let expectedBlocked = try await pool.query("""
+            SELECT o.id FROM outbox o WHERE o.id % 20 = 0
+              AND EXISTS (SELECT 1 FROM outbox p WHERE p.resource_key = o.resource_key AND p.id < o.id)
+            """, []).rows.map { try $0.int64("id") }
+        #expect(Set(blocked) == Set(expectedBlocked))
+        #expect(!expectedBlocked.isEmpty)
+        await Self.drop(schema, pool)
+    }
+
     @Test func aRelayThatFailedLeavesItsRowsForTheNext() async throws {
         let (pool, schema) = try await Self.privateOutbox()
         let topic = schema
