@@ -48,13 +48,18 @@ def read(path):
         return None
 
 
-def cpu_seconds(pid):
-    """utime + stime of one process, in seconds (None when it is gone)."""
-    stat = read(f"/proc/{pid}/stat")
+def stat_cpu_seconds(path):
+    """utime + stime from a /proc .../stat file, in seconds (None when it is gone)."""
+    stat = read(path)
     if stat is None:
         return None
     fields = stat[stat.rindex(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_seconds(pid):
+    """utime + stime of one process, in seconds (None when it is gone)."""
+    return stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def thread_group(name):
@@ -67,20 +72,20 @@ def thread_group(name):
     return {"postgres": "PostgreSQL", "redis": "Redis"}.get(base, "other")
 
 
-def threads_spent(pid):
-    """CPU seconds and context switches (voluntary + involuntary) of `pid`'s threads, by group."""
+def threads_spent(pids):
+    """CPU seconds and context switches (voluntary + involuntary) of the threads of `pids`, by group."""
     groups = {}
-    for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
-        base = f"/proc/{pid}/task/{tid}"
-        comm, stat, status = read(f"{base}/comm"), read(f"{base}/stat"), read(f"{base}/status")
-        if comm is None or stat is None or status is None:
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        switches = sum(int(line.split()[1]) for line in status.decode().splitlines()
-                       if line.split(":")[0].endswith("ctxt_switches"))
-        group = groups.setdefault(thread_group(comm.decode().strip()), [0.0, 0])
-        group[0] += (int(fields[11]) + int(fields[12])) / CLK_TCK
-        group[1] += switches
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+            base = f"/proc/{pid}/task/{tid}"
+            comm, cpu, status = read(f"{base}/comm"), stat_cpu_seconds(f"{base}/stat"), read(f"{base}/status")
+            if comm is None or cpu is None or status is None:
+                continue
+            switches = sum(int(line.split()[1]) for line in status.decode().splitlines()
+                           if line.split(":")[0].endswith("ctxt_switches"))
+            group = groups.setdefault(thread_group(comm.decode().strip()), [0.0, 0])
+            group[0] += cpu
+            group[1] += switches
     return groups
 
 
@@ -229,12 +234,7 @@ def measure(bench, supervised, servers, count, commands, log_dir, extra_env):
         time.sleep(0.25)
     drained = json.loads(drain.stdout.readline() or "{}")
     worker_cpu = sum(cpu_seconds(pid) or 0.0 for pid in pids)
-    by_thread = {}
-    for pid in pids:
-        for group, (cpu, switches) in threads_spent(pid).items():
-            total = by_thread.setdefault(group, [0.0, 0])
-            total[0] += cpu
-            total[1] += switches
+    by_thread = threads_spent(pids)
     after, busy_after = servers.sample(), machine_busy()
     time.sleep(5)
     idle_after = [status_kb(pid, "VmRSS") or 0 for pid in pids]
