@@ -78,9 +78,13 @@ def threads_spent(pids):
     for pid in pids:
         for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
             base = f"/proc/{pid}/task/{tid}"
-            comm, cpu, status = read(f"{base}/comm"), stat_cpu_seconds(f"{base}/stat"), read(f"{base}/status")
-            if comm is None or cpu is None or status is None:
+            # schedstat's first field is the thread's time on a CPU in nanoseconds. stat counts
+            # whole clock ticks (10 ms) per thread: over 40 threads that each run a little, the
+            # truncation lost up to 0.04 ms per command of a drain of 5,000.
+            comm, schedstat, status = read(f"{base}/comm"), read(f"{base}/schedstat"), read(f"{base}/status")
+            if comm is None or schedstat is None or status is None:
                 continue
+            cpu = int(schedstat.split()[0]) / 1e9
             switches = sum(int(line.split()[1]) for line in status.decode().splitlines()
                            if line.split(":")[0].endswith("ctxt_switches"))
             group = groups.setdefault(thread_group(comm.decode().strip()), [0.0, 0])
