@@ -288,7 +288,8 @@ import Testing
     @Test func claimAndOwnRowCheckStayLinearWhenTheStatisticsSayTheOutboxIsEmpty() async throws {
         let (pool, schema) = try await Self.privateOutbox()
         // As after a busy spell: 20,000 rows published and deleted, then a vacuum that finds the
-        // table empty but keeps its pages, so its statistics say 0 rows in 345 pages.
+        // table empty but keeps its pages, so its statistics say 0 rows in 345 pages (unless a
+        // concurrent test's open transaction keeps the deleted rows: see the bound below).
         try await pool.withConnection { connection in
             try await connection.execute(simple: """
                 INSERT INTO outbox (event_id, event_type, exchange, routing_key, resource_key, body, created_at)
@@ -322,8 +323,14 @@ import Testing
         }
         let claim = try await buffersRead(RelayPass.claimRows, [500])
         let check = try await buffersRead(RelayPass.blockedRows, [ownIds, ownResources])
-        #expect(claim <= 20 * pages, "the claim read \(claim) buffers of an outbox of \(pages) pages")
-        #expect(check <= 20 * pages, "the check read \(check) buffers of an outbox of \(pages) pages")
+        // Linear: a few reads per row version and per page. The table holds up to 26,000 versions:
+        // the vacuum cannot free the deleted rows while a transaction elsewhere (a concurrent test)
+        // is older than the delete, and then the claim's index scan visits them all (measured:
+        // 27,802 buffers of 1,150 pages, against 7,503 of 1,024 when the vacuum freed them). The
+        // quadratic claim this guards against read 5,461,069 buffers of 1,024 pages.
+        let bound = 2 * 26_000 + 20 * pages
+        #expect(claim <= bound, "the claim read \(claim) buffers of an outbox of \(pages) pages")
+        #expect(check <= bound, "the check read \(check) buffers of an outbox of \(pages) pages")
         // And they still answer right: the claim takes the due heads, the check finds the own rows
         // that have an older row of their resource (every resource has two rows).
         let claimed = try await pool.query(RelayPass.claimRows, [500]).rows.map { try $0.string("event_id") }
