@@ -103,6 +103,48 @@ import Testing
         await pool.close()
     }
 
+    /// Every command of a merchant in flight finds its counters missing at once; in one process
+    /// they take the merchant's lock exclusive once between them, not once each (each in turn
+    /// waiting for every reservation in flight, and every new one queued behind them).
+    @Test func concurrentRebuildsOfOneMerchantTakeItsLockOnce() async throws {
+        let pool = try TestEnvironment.postgres(size: 10)
+        let redis = try TestEnvironment.redis()
+        let merchant = try await Fixtures.merchant(pool).merchant.merchantId
+        let ledger = LimitLedger(redis: redis)
+        var generous = LimitRecord(ledger: ledger, pool: pool)
+        generous.lockTimeout = "120s"
+        let record = generous
+        let now = Date()
+        let windows = LimitWindows(at: now)
+        _ = try await pool.withConnection { try await $0.batch(Self.insertPayment(merchantId: merchant, amountBase: 250, status: "succeeded", at: now)) }
+        func waiting() async throws -> Int {
+            try await pool.query("""
+                SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                AND objid = (hashtext($1)::bigint & 4294967295)::oid AND classid = (hashtext('pf:limits')::bigint & 4294967295)::oid
+                """, [merchant]).rows[0].int("n")
+        }
+        try await pool.withConnection { tx in
+            // A reservation in flight holds the lock shared, so the rebuilds wait.
+            _ = try await tx.batch([.begin, LimitRecord.sharedLock(merchantId: merchant)])
+            let rebuilds = (0..<8).map { _ in Task { try await record.rebuild(merchantId: merchant, windows: windows) } }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await waiting() == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            // Time for the other seven to queue on the lock too, were they to take it.
+            try await Task.sleep(for: .milliseconds(500))
+            let waiters = try await waiting()
+            #expect(waiters == 1, "one rebuild waits on the merchant's lock, the others for it: \(waiters) on the lock")
+            _ = try await tx.batch([.commit])
+            var loaded = 0
+            for rebuild in rebuilds where try await rebuild.value { loaded += 1 }
+            #expect(loaded == 1, "one call loaded the counters")
+        }
+        #expect(try await ledger.usage(merchantId: merchant, windows: windows) == (250, 250))
+        // Once it finished, the next rebuild runs on its own (and finds them loaded).
+        #expect(try await !record.rebuild(merchantId: merchant, windows: windows))
+        await redis.close()
+        await pool.close()
+    }
+
     /// The sync finds the merchants to sync in the month's list, which every load adds to, instead
     /// of walking every key in Redis (`SCAN`: with three days of reservation records that cost
     /// Redis 2.4 s a pass). Markers set before lists existed are found by one `SCAN` a month; a
@@ -114,7 +156,9 @@ import Testing
         let record = LimitRecord(ledger: ledger, pool: pool)
         let windows = LimitWindows(at: Self.monthOfItsOwn(7))
         let list = "pf:lim:index:loaded:\(windows.month)", complete = "pf:lim:index:complete:\(windows.month)"
-        _ = try await redis.command(["DEL", list, complete])   // an earlier run's, on a developer's Redis
+        // An earlier run's, on a developer's Redis: the list, and the markers a SCAN would find.
+        let stale = try await redis.command(["KEYS", "pf:lim:{*}:loaded:\(windows.month)"]).array?.compactMap(\.string) ?? []
+        _ = try await redis.command(["DEL", list, complete] + stale)
         func marker(_ merchantId: String) -> String { "pf:lim:{\(merchantId)}:loaded:\(windows.month)" }
 
         let earlier = TestEnvironment.unique("mch_earlier")   // loaded by a release without lists
