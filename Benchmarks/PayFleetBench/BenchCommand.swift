@@ -133,14 +133,16 @@ struct Authorize: AsyncParsableCommand {
     @Option(help: "The merchant to pay (from `payfleet-bench merchant`).") var merchant: String
     @Option(help: "Commands in flight at most (publish-to-outcome).") var inFlight = 256
     @Option(help: "Commands published per second, on a schedule (open loop); 0 = as fast as --in-flight allows.") var rate = 0.0
+    @Option(help: "A CSV file to write each command's id, publish time (Unix seconds) and latency (ms) to.") var trace: String?
 
     func run() async throws {
         let messages = try (0..<commands).map { index -> (id: String, message: AMQPMessage) in
             let (id, message) = try paymentCreate(index: index, merchant: merchant)
             return (id, message)
         }
-        let result = try await OutcomeTimer(connections: connections, merchant: merchant, inFlight: inFlight,
-                                            rate: rate > 0 ? rate : nil).run(messages)
+        var timer = OutcomeTimer(connections: connections, merchant: merchant, inFlight: inFlight, rate: rate > 0 ? rate : nil)
+        timer.traceFile = trace
+        let result = try await timer.run(messages)
         let percentiles = Percentiles(result.latencies)
         struct Result: Encodable { let commands: Int; let per_second: Double; let p50_ms: Double; let p99_ms: Double }
         try printJSON(Result(commands: result.latencies.count, per_second: Double(result.latencies.count) / seconds(result.elapsed),

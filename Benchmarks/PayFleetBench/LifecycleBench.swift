@@ -19,6 +19,9 @@ struct OutcomeTimer {
     /// nil for as fast as `inFlight` allows.
     let rate: Double?
     let logger: Logger
+    /// Where to write one CSV line per command (its id, when it was published, its latency), to
+    /// find out when the slow ones ran; nil for none.
+    var traceFile: String?
 
     /// Bootstraps logging (once per process: make one timer and run it as often as needed).
     init(connections: ConnectionOptions, merchant: String, inFlight: Int, rate: Double? = nil) {
@@ -38,17 +41,30 @@ struct OutcomeTimer {
         try await publisher.waitUntilConnected(timeout: .seconds(15))
         let clock = ContinuousClock()
         let sent = Mutex<[String: ContinuousClock.Instant]>([:])
+        let wallStart = Date()
         let slots = AsyncSemaphore(inFlight)
         let start = clock.now
         let total = messages.count
         let collector = Task { () -> ([Duration], [String: String]) in
-            var latencies: [Duration] = [], types: [String: String] = [:]
+            var latencies: [Duration] = [], types: [String: String] = [:], trace: [String] = []
             for await delivery in subscriber.deliveries {
                 guard let id = delivery.properties.correlationId, types[id] == nil, let began = sent.withLock({ $0[id] }) else { continue }
                 types[id] = delivery.properties.type ?? ""
-                latencies.append(clock.now - began)
+                let latency = clock.now - began
+                latencies.append(latency)
+                if traceFile != nil {
+                    trace.append("\(id),\(wallStart.timeIntervalSince1970 + seconds(began - start)),\(seconds(latency) * 1000)")
+                }
                 slots.signal()
                 if latencies.count == total { break }
+            }
+            if let traceFile {
+                do {
+                    try (["command_id,published_at_unix,latency_ms"] + trace).joined(separator: "\n")
+                        .write(toFile: traceFile, atomically: true, encoding: .utf8)
+                } catch {
+                    logger.error("could not write the trace", metadata: ["file": "\(traceFile)", "error": "\(error)"])
+                }
             }
             return (latencies, types)
         }
