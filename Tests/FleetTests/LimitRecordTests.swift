@@ -56,15 +56,21 @@ import Testing
         if !keys.isEmpty { _ = try await redis.command(["DEL"] + keys) }
     }
 
-    @Test func aRebuildWaitsForReservationsInFlightAndCountsWhatCommitted() async throws {
-        let pool = try TestEnvironment.postgres(size: 3)
+    /// A new merchant, and a record whose rebuilds wait long for the merchant's lock: on a loaded
+    /// machine a test's task may wait seconds for a thread.
+    static func patientRecord(poolSize: Int) async throws
+        -> (pool: PostgresPool, redis: RedisClient, merchant: String, ledger: LimitLedger, record: LimitRecord) {
+        let pool = try TestEnvironment.postgres(size: poolSize)
         let redis = try TestEnvironment.redis()
         let merchant = try await Fixtures.merchant(pool).merchant.merchantId
         let ledger = LimitLedger(redis: redis)
-        var generous = LimitRecord(ledger: ledger, pool: pool)
-        // On a loaded machine this test's task may wait seconds for a thread.
-        generous.lockTimeout = "120s"
-        let record = generous
+        var record = LimitRecord(ledger: ledger, pool: pool)
+        record.lockTimeout = "120s"
+        return (pool, redis, merchant, ledger, record)
+    }
+
+    @Test func aRebuildWaitsForReservationsInFlightAndCountsWhatCommitted() async throws {
+        let (pool, redis, merchant, ledger, record) = try await Self.patientRecord(poolSize: 3)
         let now = Date()
         let windows = LimitWindows(at: now)
         _ = try await pool.withConnection { connection in
@@ -107,13 +113,7 @@ import Testing
     /// they take the merchant's lock exclusive once between them, not once each (each in turn
     /// waiting for every reservation in flight, and every new one queued behind them).
     @Test func concurrentRebuildsOfOneMerchantTakeItsLockOnce() async throws {
-        let pool = try TestEnvironment.postgres(size: 10)
-        let redis = try TestEnvironment.redis()
-        let merchant = try await Fixtures.merchant(pool).merchant.merchantId
-        let ledger = LimitLedger(redis: redis)
-        var generous = LimitRecord(ledger: ledger, pool: pool)
-        generous.lockTimeout = "120s"
-        let record = generous
+        let (pool, redis, merchant, ledger, record) = try await Self.patientRecord(poolSize: 10)
         let now = Date()
         let windows = LimitWindows(at: now)
         _ = try await pool.withConnection { try await $0.batch(Self.insertPayment(merchantId: merchant, amountBase: 250, status: "succeeded", at: now)) }
