@@ -35,21 +35,33 @@ public struct ArchiveStore: Sendable {
             let results = try await tx.batch([
                 PostgresStatement("SET LOCAL lock_timeout = '2s'"),
                 PostgresStatement("SET LOCAL statement_timeout = '60s'"),
-                PostgresStatement("""
-                    WITH moved AS (
-                        DELETE FROM \(table.name) WHERE id IN (
-                            SELECT id FROM \(table.name) WHERE \(table.timeColumn) < $1::timestamptz
-                            ORDER BY \(table.timeColumn) LIMIT $2 FOR UPDATE SKIP LOCKED)
-                        RETURNING *),
-                    archived AS (INSERT INTO \(table.archive) SELECT * FROM moved RETURNING 1),
-                    counted AS (
-                        INSERT INTO archive_runs (run_id, table_name, moved) SELECT $3, $4, count(*) FROM archived
-                        ON CONFLICT (run_id, table_name) DO UPDATE SET moved = archive_runs.moved + EXCLUDED.moved, updated_at = now())
-                    SELECT count(*) AS n FROM archived
-                    """, [cutoff, table.batch, run, table.name]),
+                PostgresStatement(Self.moveSQL(table), [cutoff, table.batch, run, table.name]),
             ])
             return try results[2].rows[0].int("n")
         }
+    }
+
+    /// One batch (`$1` cutoff, `$2` batch size, `$3` run, `$4` table name): the rows are locked
+    /// once, by an `ARRAY` subquery (run once), and deleted by their `ctid` (a TID scan, no index),
+    /// the idiom of PostgreSQL's `DELETE` documentation. The earlier `WHERE id IN (SELECT ... LIMIT
+    /// $2 FOR UPDATE SKIP LOCKED)` could be planned as a semi-join that ran the locking subquery
+    /// once per row of the table: on a table whose statistics said it was empty (a vacuum after a
+    /// big archive run) it read 18 million buffers for 6,000 rows and moved all 6,000 instead of
+    /// a batch of 1,000 (measured); on a large table it would hit the statement timeout every time.
+    /// A row locked here cannot move before the delete (the archive's rows are not updated anyway).
+    static func moveSQL(_ table: ArchiveTable) -> String {
+        """
+        WITH moved AS (
+            DELETE FROM \(table.name) WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM \(table.name) WHERE \(table.timeColumn) < $1::timestamptz
+                ORDER BY \(table.timeColumn) LIMIT $2 FOR UPDATE SKIP LOCKED))
+            RETURNING *),
+        archived AS (INSERT INTO \(table.archive) SELECT * FROM moved RETURNING 1),
+        counted AS (
+            INSERT INTO archive_runs (run_id, table_name, moved) SELECT $3, $4, count(*) FROM archived
+            ON CONFLICT (run_id, table_name) DO UPDATE SET moved = archive_runs.moved + EXCLUDED.moved, updated_at = now())
+        SELECT count(*) AS n FROM archived
+        """
     }
 
     /// Rows the run moved so far, per table.
