@@ -12,20 +12,9 @@ import Testing
     /// than the cutoff pile up again. A batch must still move one batch, reading the table a
     /// bounded number of times: counted in rows and buffer reads, not timed.
     @Test func aBatchMovesOneBatchAndReadsTheTableOnceWhenTheStatisticsSayItIsEmpty() async throws {
-        let shared = try TestEnvironment.postgres(size: 1)
-        let schema = TestEnvironment.unique("archivetest").replacingOccurrences(of: "-", with: "_")
-        try await shared.withConnection { connection in
-            try await connection.execute(simple: """
-                CREATE SCHEMA \(schema);
-                CREATE TABLE \(schema).notifications (LIKE public.notifications INCLUDING ALL) WITH (autovacuum_enabled = false);
-                CREATE TABLE \(schema).notifications_archive (LIKE public.notifications_archive INCLUDING ALL);
-                CREATE TABLE \(schema).archive_runs (LIKE public.archive_runs INCLUDING ALL)
-                """)
-        }
-        await shared.close()
-        var configuration = try PostgresConfiguration(url: TestEnvironment.databaseURL)
-        configuration["options"] = "-c search_path=\(schema),public"
-        let pool = PostgresPool(configuration: configuration, size: 2, logger: TestEnvironment.logger)
+        let schema = try await PrivateSchema(copying: ["notifications", "notifications_archive", "archive_runs"], poolSize: 2)
+        let pool = schema.pool
+        try await pool.withConnection { try await $0.execute(simple: "ALTER TABLE notifications SET (autovacuum_enabled = false)") }
         let table = try #require(ArchiveTable.standard.first { $0.name == "notifications" })
         let cutoff = Date().addingTimeInterval(-TimeInterval(table.keepDays) * 86_400)
         // 20,000 rows archived and vacuumed away (the statistics now say 0 rows), then 6,000 rows
@@ -44,14 +33,7 @@ import Testing
             """, [])
         let pages = try await pool.query("SELECT (pg_total_relation_size('notifications') / 8192)::bigint AS pages", []).rows[0].int("pages")
 
-        // What the batch reads, in a transaction rolled back.
-        let results = try await pool.withConnection { connection in
-            try await connection.batch([.begin, PostgresStatement("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + ArchiveStore.moveSQL(table),
-                                                                  [cutoff, table.batch, "explain", table.name]), .rollback])
-        }
-        let text = try results[1].rows[0].string("QUERY PLAN")
-        let plan = try #require((try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])?.first?["Plan"] as? [String: Any])
-        let buffers = (plan["Shared Hit Blocks"] as? Int ?? 0) + (plan["Shared Read Blocks"] as? Int ?? 0)
+        let buffers = try await schema.buffersRead(ArchiveStore.moveSQL(table), [cutoff, table.batch, "explain", table.name])
         // A few reads per row moved, per row version the table holds (up to 26,000, while a
         // transaction elsewhere keeps the vacuum from freeing the deleted ones) and per page. The
         // old statement read 18,237,988 buffers here (measured): its locking subquery ran once per row.
@@ -78,7 +60,6 @@ import Testing
             if moved == 0 { break }
         }
         #expect(total == 6_000)
-        try await pool.withConnection { try await $0.execute(simple: "DROP SCHEMA \(schema) CASCADE") }
-        await pool.close()
+        await schema.drop()
     }
 }

@@ -191,31 +191,13 @@ import Testing
 /// relay running in this process or in a spawned worker takes its rows.
 @Suite(.serialized) struct OutboxRelayTests {
     /// A pool whose `outbox` is a fresh, private copy of the real table.
-    static func privateOutbox() async throws -> (pool: PostgresPool, schema: String) {
-        let shared = try TestEnvironment.postgres(size: 1)
-        try await Migrations.apply(to: shared, logger: TestEnvironment.logger)
-        let schema = TestEnvironment.unique("relaytest").replacingOccurrences(of: "-", with: "_")
-        try await shared.withConnection { connection in
-            try await connection.execute(simple: "CREATE SCHEMA \(schema); CREATE TABLE \(schema).outbox (LIKE public.outbox INCLUDING ALL)")
-        }
-        await shared.close()
-        var configuration = try PostgresConfiguration(url: TestEnvironment.databaseURL)
-        configuration["options"] = "-c search_path=\(schema),public"
-        return (PostgresPool(configuration: configuration, size: 4, logger: TestEnvironment.logger), schema)
-    }
-
-    static func drop(_ schema: String, _ pool: PostgresPool) async {
-        try? await pool.withConnection { try await $0.execute(simple: "DROP SCHEMA \(schema) CASCADE") }
-        await pool.close()
-    }
-
     func insert(_ rows: [OutboxRow], pool: PostgresPool) async throws {
         try await pool.withConnection { _ = try await $0.batch([.begin] + rows.map { Outbox.append($0, at: Date()) } + [.commit]) }
     }
 
     @Test func concurrentRelaysKeepEachResourcesOrder() async throws {
-        let (pool, schema) = try await Self.privateOutbox()
-        let topic = schema
+        let outbox = try await PrivateSchema(copying: ["outbox"])
+        let pool = outbox.pool, topic = outbox.name
         let events = try await EventSubscriber(bindingKey: "sys.\(topic).#")
         var rows: [OutboxRow] = []
         for sequence in 0..<30 {
@@ -246,14 +228,14 @@ import Testing
         await events.close()
         await publisherA.close()
         await publisherB.close()
-        await Self.drop(schema, pool)
+        await outbox.drop()
     }
 
     /// A process publishes its own commits from memory, but never ahead of an older row of the
     /// same resource still in the outbox (another process's, unpublished): that row goes first.
     @Test func ownRowsWaitForAnOlderRowOfTheirResource() async throws {
-        let (pool, schema) = try await Self.privateOutbox()
-        let topic = schema
+        let outbox = try await PrivateSchema(copying: ["outbox"])
+        let pool = outbox.pool, topic = outbox.name
         let events = try await EventSubscriber(bindingKey: "sys.\(topic).#")
         func row(_ id: String, _ resource: String) -> OutboxRow {
             OutboxRow(eventId: "\(topic)-\(id)", eventType: "test.event", exchange: Exchanges.events, routingKey: "sys.\(topic).\(resource)",
@@ -279,14 +261,15 @@ import Testing
         #expect(try await pool.query("SELECT count(*) AS n FROM outbox", []).rows[0].int("n") == 0)
         await events.close()
         await publisher.close()
-        await Self.drop(schema, pool)
+        await outbox.drop()
     }
 
     /// The outbox's statistics often say it is empty (a vacuum found it so a moment before), while
     /// it holds a backlog. The claim and the check of a process's own rows must then still read it
     /// a bounded number of times, not once per row: counted in buffer reads, not timed.
     @Test func claimAndOwnRowCheckStayLinearWhenTheStatisticsSayTheOutboxIsEmpty() async throws {
-        let (pool, schema) = try await Self.privateOutbox()
+        let outbox = try await PrivateSchema(copying: ["outbox"])
+        let pool = outbox.pool
         // As after a busy spell: 20,000 rows published and deleted, then a vacuum that finds the
         // table empty but keeps its pages, so its statistics say 0 rows in 345 pages (unless a
         // concurrent test's open transaction keeps the deleted rows: see the bound below).
@@ -312,17 +295,8 @@ import Testing
         let ownIds = PostgresArray.bigint(try own.map { try $0.int64("id") })
         let ownResources = PostgresArray.text(try own.map { try $0.string("resource_key") })
 
-        func buffersRead(_ sql: String, _ parameters: [(any PostgresEncodable)?]) async throws -> Int {
-            let results = try await pool.withConnection { connection in
-                try await connection.batch([.begin, RelayPass.customPlans,
-                                            PostgresStatement("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, parameters), .rollback])
-            }
-            let text = try results[2].rows[0].string("QUERY PLAN")
-            let plan = try #require((try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])?.first?["Plan"] as? [String: Any])
-            return (plan["Shared Hit Blocks"] as? Int ?? 0) + (plan["Shared Read Blocks"] as? Int ?? 0)
-        }
-        let claim = try await buffersRead(RelayPass.claimRows, [500])
-        let check = try await buffersRead(RelayPass.blockedRows, [ownIds, ownResources])
+        let claim = try await outbox.buffersRead(RelayPass.claimRows, [500], settings: [RelayPass.customPlans])
+        let check = try await outbox.buffersRead(RelayPass.blockedRows, [ownIds, ownResources], settings: [RelayPass.customPlans])
         // Linear: a few reads per row version and per page. The table holds up to 26,000 versions:
         // the vacuum cannot free the deleted rows while a transaction elsewhere (a concurrent test)
         // is older than the delete, and then the claim's index scan visits them all (measured:
@@ -343,12 +317,12 @@ import Testing
             """, []).rows.map { try $0.int64("id") }
         #expect(Set(blocked) == Set(expectedBlocked))
         #expect(!expectedBlocked.isEmpty)
-        await Self.drop(schema, pool)
+        await outbox.drop()
     }
 
     @Test func aRelayThatFailedLeavesItsRowsForTheNext() async throws {
-        let (pool, schema) = try await Self.privateOutbox()
-        let topic = schema
+        let outbox = try await PrivateSchema(copying: ["outbox"])
+        let pool = outbox.pool, topic = outbox.name
         let events = try await EventSubscriber(bindingKey: "sys.\(topic).#")
         try await insert((0..<10).map {
             OutboxRow(eventId: "\(topic)-\($0)", eventType: "test.event", exchange: Exchanges.events, routingKey: "sys.\(topic).x",
@@ -369,6 +343,6 @@ import Testing
         #expect(try await pool.query("SELECT count(*) AS n FROM outbox", []).rows[0].int("n") == 0)
         await events.close()
         await live.close()
-        await Self.drop(schema, pool)
+        await outbox.drop()
     }
 }
