@@ -48,18 +48,13 @@ def read(path):
         return None
 
 
-def stat_cpu_seconds(path):
-    """utime + stime from a /proc .../stat file, in seconds (None when it is gone)."""
-    stat = read(path)
+def cpu_seconds(pid):
+    """utime + stime of one process, in seconds (None when it is gone)."""
+    stat = read(f"/proc/{pid}/stat")
     if stat is None:
         return None
     fields = stat[stat.rindex(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def cpu_seconds(pid):
-    """utime + stime of one process, in seconds (None when it is gone)."""
-    return stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def thread_group(name):

@@ -70,13 +70,8 @@ public struct LimitRecord: Sendable {
     /// each counter gained.
     @discardableResult
     public func repair(merchantId: String, windows: LimitWindows) async throws -> (day: Int64, month: Int64) {
-        try await pool.transaction { connection in
-            _ = try await connection.batch([
-                PostgresStatement("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]),
-                PostgresStatement("SELECT pg_advisory_xact_lock(\(Self.lockSQL))", [merchantId]),
-            ])
-            let recorded = try await Self.recorded(merchantId: merchantId, windows: windows, on: connection)
-            return try await ledger.repair(merchantId: merchantId, windows: windows, day: recorded.day, month: recorded.month)
+        try await withRecordUnderLock(merchantId: merchantId, windows: windows) { day, month in
+            try await ledger.repair(merchantId: merchantId, windows: windows, day: day, month: month)
         }
     }
 
@@ -91,17 +86,24 @@ public struct LimitRecord: Sendable {
     /// same counters waits for that rebuild instead (and returns false; it throws what it threw).
     @discardableResult
     public func rebuild(merchantId: String, windows: LimitWindows) async throws -> Bool {
-        try await rebuilds.join("\(merchantId)\u{0}\(windows.month)") { try await loadUnderLock(merchantId: merchantId, windows: windows) }
+        try await rebuilds.join("\(merchantId)\u{0}\(windows.month)") {
+            try await withRecordUnderLock(merchantId: merchantId, windows: windows) { day, month in
+                try await ledger.load(merchantId: merchantId, windows: windows, day: day, month: month)
+            }
+        }
     }
 
-    private func loadUnderLock(merchantId: String, windows: LimitWindows) async throws -> Bool {
+    /// `body` with the merchant's durable record, read in a transaction that holds the merchant's
+    /// lock exclusive (waiting at most `lockTimeout` for the reservations in flight).
+    private func withRecordUnderLock<T: Sendable>(merchantId: String, windows: LimitWindows,
+                                                  _ body: @Sendable (_ day: Int64, _ month: Int64) async throws -> T) async throws -> T {
         try await pool.transaction { connection in
             _ = try await connection.batch([
                 PostgresStatement("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]),
-                PostgresStatement("SELECT pg_advisory_xact_lock(\(Self.lockSQL))", [merchantId]),
+                Self.exclusiveLock(merchantId: merchantId),
             ])
             let recorded = try await Self.recorded(merchantId: merchantId, windows: windows, on: connection)
-            return try await ledger.load(merchantId: merchantId, windows: windows, day: recorded.day, month: recorded.month)
+            return try await body(recorded.day, recorded.month)
         }
     }
 }
