@@ -35,15 +35,17 @@ public final class OutboxRelay: Service, Sendable {
     ///     process relays its own commits at once; polling only picks up what a process that died
     ///     left unclaimed). Every process polls, and each poll reads the outbox: at 100 ms, eight
     ///     idle processes cost PostgreSQL more than the commands being relayed.
-    ///   - coalesce: after a wake-up, how long to wait so that concurrent commits share a pass.
     public init(pool: PostgresPool, publisher: AMQPConnection, clock: WallClock = .system, logger: Logger, batchSize: Int = 500,
-                idlePoll: Duration = .seconds(1), coalesce: Duration = .milliseconds(2)) {
+                idlePoll: Duration = .seconds(1)) {
         let pass = RelayPass(pool: pool, publisher: publisher, clock: clock, batchSize: batchSize, logger: logger)
         self.pass = pass
         self.logger = logger
         // Pass after pass until the outbox is empty; then every `idlePoll`, or at once when a
-        // commit wakes it.
-        loop = PeriodicTask(name: "outbox relay", interval: idlePoll, settle: coalesce, runAtStart: true, logger: logger) { _ in
+        // commit wakes it. Commits made while a pass runs share the next one. An idle relay
+        // does not wait for company: a wait of 2 ms after each wake-up put 2.5 ms on the median
+        // at light load (4.4-5.1 ms without it, 7.0-7.8 with it; the drain's rate and the CPU per
+        // command at 300 and 500 commands/s were the same within the noise).
+        loop = PeriodicTask(name: "outbox relay", interval: idlePoll, runAtStart: true, logger: logger) { _ in
             try await pass.run(claim: false) > 0 || pass.hasOwn || pass.claimWanted.load(ordering: .relaxed) ? .more : .idle
         }
     }

@@ -28,7 +28,6 @@ public final class PeriodicTask: Service, Sendable {
     public let name: String
     let interval: Duration
     let lock: LeaderLock?
-    let settle: Duration
     let maxBackoff: Duration
     let runAtStart: Bool
     let logger: Logger
@@ -36,16 +35,13 @@ public final class PeriodicTask: Service, Sendable {
     private let wake = WakeSignal()
 
     /// - Parameters:
-    ///   - settle: after a wake-up, wait this long before the pass, so that signals sent close
-    ///     together are served by one pass (the outbox relay gathers concurrent commits this way).
     ///   - runAtStart: run the first pass at once rather than after one interval.
-    public init(name: String, interval: Duration, lock: LeaderLock? = nil, settle: Duration = .zero,
+    public init(name: String, interval: Duration, lock: LeaderLock? = nil,
                 maxBackoff: Duration = .seconds(5), runAtStart: Bool = false, logger: Logger,
                 body: @escaping @Sendable (Context) async throws -> Pass) {
         self.name = name
         self.interval = interval
         self.lock = lock
-        self.settle = settle
         self.maxBackoff = maxBackoff
         self.runAtStart = runAtStart
         self.logger = logger
@@ -69,7 +65,6 @@ public final class PeriodicTask: Service, Sendable {
                 } onGracefulShutdown: { [wake] in
                     wake.signal()
                 }
-                if settle > .zero { try? await Task.sleep(for: settle) }
                 if Task.isShuttingDownGracefully || Task.isCancelled { break }
             }
             do {
