@@ -182,8 +182,27 @@ section "3b/7 authorize over AMQP at light load: a quarter of the rate above ($l
 # The drain above restarted the authorize worker: 300 commands first open its connections and
 # fill its caches, so the measure is of a warm worker.
 "$bench" authorize --commands 300 --in-flight 16 --merchant "$merchant_id" >/dev/null
-amqp_light=$("$bench" authorize --commands "$light_commands" --rate "$light_target" --merchant "$merchant_id")
+light_trace=$(mktemp --suffix .csv)
+amqp_light=$("$bench" authorize --commands "$light_commands" --rate "$light_target" --merchant "$merchant_id" --trace "$light_trace")
 echo "$amqp_light" >&2
+# Whether the slowest commands came together (a stall of the machine: a checkpoint, a vacuum after
+# the drains) or spread over the run.
+light_tail=$(python3 - "$light_trace" <<'PY'
+import csv, sys
+rows = [(float(r["published_at_unix"]), float(r["latency_ms"])) for r in csv.DictReader(open(sys.argv[1]))]
+start = min(t for t, _ in rows)
+seconds = int(max(t for t, _ in rows) - start) + 1
+slow = [int(t - start) for t, latency in rows if latency > 25]
+if not slow:
+    print("light load: no command over 25 ms")
+else:
+    by_second = {s: slow.count(s) for s in set(slow)}
+    worst = max(by_second, key=by_second.get)
+    print(f"light load: {len(slow)} of {len(rows)} commands over 25 ms ({100 * len(slow) / len(rows):.1f}%), in {len(by_second)} of the run's "
+          f"{seconds} seconds; the most ({by_second[worst]}) in second {worst}")
+PY
+)
+rm -f "$light_trace"
 light_rate=$(json "['per_second']" <<<"$amqp_light")
 light_p50=$(json "['p50_ms']" <<<"$amqp_light")
 light_p99=$(json "['p99_ms']" <<<"$amqp_light")
@@ -329,6 +348,7 @@ print(f"authorize over AMQP vs pgbench: {amqp / pg:.0%} (goal: at least 50%)")
 print(f"authorize over HTTP vs pgbench: {http / pg:.0%} (goal: at least 40%)")
 print(f"light load p99: {float(light99):.1f} ms at {light:,.0f}/s (goal: at most 25 ms; pgbench's average transaction: {float(pglat):.1f} ms)")
 PY
+echo "$light_tail"
 
 printf '%s\n' "$drain_table"
 
