@@ -188,7 +188,7 @@ echo "$amqp_light" >&2
 # Whether the slowest commands came together (a stall of the machine: a checkpoint, a vacuum after
 # the drains) or spread over the run.
 light_tail=$(python3 - "$light_trace" <<'PY'
-import csv, sys
+import collections, csv, sys
 rows = [(float(r["published_at_unix"]), float(r["latency_ms"])) for r in csv.DictReader(open(sys.argv[1]))]
 start = min(t for t, _ in rows)
 seconds = int(max(t for t, _ in rows) - start) + 1
@@ -196,10 +196,10 @@ slow = [int(t - start) for t, latency in rows if latency > 25]
 if not slow:
     print("light load: no command over 25 ms")
 else:
-    by_second = {s: slow.count(s) for s in set(slow)}
-    worst = max(by_second, key=by_second.get)
+    by_second = collections.Counter(slow)
+    worst, most = by_second.most_common(1)[0]
     print(f"light load: {len(slow)} of {len(rows)} commands over 25 ms ({100 * len(slow) / len(rows):.1f}%), in {len(by_second)} of the run's "
-          f"{seconds} seconds; the most ({by_second[worst]}) in second {worst}")
+          f"{seconds} seconds; the most ({most}) in second {worst}")
 PY
 )
 rm -f "$light_trace"
