@@ -18,7 +18,7 @@ count K:
   5. reads the CPU times again: CPU per command = CPU seconds spent during the drain / N, per
      process kind; the workers' peak RSS (VmHWM) and their RSS once idle again; and, from
      /proc/PID/task, the workers' CPU and context switches by thread, grouped by the threads'
-     names: Swift's task pool, the PostgreSQL connections (postgres-N), Redis (redis-N), AMQP;
+     names: Swift's task pool, PostgreSQL (its event loop, postgres-io, and connect threads), Redis (redis-N), AMQP;
   6. stops the K workers.
 Finally it starts the supervised workers again, as up.sh had them. It prints two tables (the
 drain, then the workers' threads); with --pgbench-tps (run.sh passes its pgbench figure) the
@@ -64,6 +64,8 @@ def thread_group(name):
     base = re.sub(r"-[0-9]+$", "", name)
     if base.startswith("amqp-"):
         return "AMQP"
+    if base in ("postgres-io", "postgres-connect"):
+        return "PostgreSQL"
     return {"postgres": "PostgreSQL", "redis": "Redis"}.get(base, "other")
 
 

@@ -3,9 +3,15 @@ import Foundation
 import CLibPQ
 import Logging
 
-/// One libpq connection and what belongs to it (its prepared-statement names). Not Sendable:
-/// it lives inside one `ConnectionThread` and every method runs on that thread and may block.
-final class LibPQSession {
+/// One libpq connection and what belongs to it (its prepared-statement names).
+///
+/// libpq runs in non-blocking mode: a call sends its statements from the calling task and waits
+/// for the socket through `SocketReactor` (a continuation, not a blocked thread), then reads the
+/// results on the task's own thread.
+///
+/// `@unchecked Sendable` because: it is used by one call at a time, under its `PostgresPool`
+/// slot's lock, which orders the memory between the tasks that take turns with it.
+final class LibPQSession: @unchecked Sendable {
     private let conninfo: String
     private let label: String
     let logger: Logger
@@ -52,7 +58,7 @@ final class LibPQSession {
     /// read says it is dead, and rolls back a transaction a previous lease left open. Later in
     /// the same lease a dead connection is NOT replaced: statements after a lost connection
     /// must not silently run in a new session outside the caller's transaction.
-    func beginCall(lease: UInt64) throws -> OpaquePointer {
+    func beginCall(lease: UInt64) async throws -> OpaquePointer {
         if servedLease != lease {
             servedLease = lease
             if broken {
@@ -72,7 +78,7 @@ final class LibPQSession {
                     close()
                 } else if PQtransactionStatus(connection) != PQTRANS_IDLE {
                     logger.warning("previous lease left a transaction open; rolling back", metadata: ["connection": "\(label)"])
-                    if let result = PQexec(connection, "ROLLBACK") { PQclear(result) }
+                    if let result = try? await exec(connection, "ROLLBACK") { PQclear(result) }
                     if PQstatus(connection) != CONNECTION_OK || PQtransactionStatus(connection) != PQTRANS_IDLE { close() }
                 }
             }
@@ -86,14 +92,20 @@ final class LibPQSession {
             return connection
         }
         // Never connected, or the last attempt failed: no session state can be lost by connecting now.
-        return try connect()
+        return try await connect()
     }
 
-    private func connect() throws -> OpaquePointer {
-        guard let connection = PQconnectdb(conninfo) else {
+    /// Connects on a thread of its own (`PQconnectdb` blocks, and honours `connect_timeout`, which
+    /// libpq's polling connect leaves to the caller), then switches the connection to non-blocking.
+    private func connect() async throws -> OpaquePointer {
+        let conninfo = self.conninfo
+        let opened = await withCheckedContinuation { (continuation: CheckedContinuation<UnsafeSendablePointer, Never>) in
+            NamedThread.start("postgres-connect") { continuation.resume(returning: UnsafeSendablePointer(pointer: PQconnectdb(conninfo))) }
+        }
+        guard let connection = opened.pointer else {
             throw PostgresError(message: "libpq could not allocate a connection", connectionLost: true)
         }
-        guard PQstatus(connection) == CONNECTION_OK else {
+        guard PQstatus(connection) == CONNECTION_OK, PQsetnonblocking(connection, 1) == 0 else {
             let message = Self.connectionMessage(connection)
             PQfinish(connection)
             throw PostgresError(message: "connect failed: \(message)", connectionLost: true)
@@ -120,26 +132,26 @@ final class LibPQSession {
     // MARK: statements
 
     /// Prepares `sql` once per connection (cached by text), then executes it with text parameters.
-    func query(_ sql: String, _ parameters: [String?], lease: UInt64) throws -> PostgresResult {
-        try query(sql, parameters, lease: lease, read: { result, name in self.read(result, statement: name) })
+    func query(_ sql: String, _ parameters: [String?], lease: UInt64) async throws -> PostgresResult {
+        try await query(sql, parameters, lease: lease, read: { result, name in self.read(result, statement: name) })
     }
 
     /// As `query`, with the rows packed into one byte buffer (`PostgresPackedResult`).
-    func queryPacked(_ sql: String, _ parameters: [String?], lease: UInt64) throws -> PostgresPackedResult {
-        try query(sql, parameters, lease: lease, read: { result, _ in Self.readPacked(result) })
+    func queryPacked(_ sql: String, _ parameters: [String?], lease: UInt64) async throws -> PostgresPackedResult {
+        try await query(sql, parameters, lease: lease, read: { result, _ in Self.readPacked(result) })
     }
 
-    private func query<T>(_ sql: String, _ parameters: [String?], lease: UInt64, read: (OpaquePointer, String) -> T) throws -> T {
-        let connection = try beginCall(lease: lease)
+    private func query<T>(_ sql: String, _ parameters: [String?], lease: UInt64, read: (OpaquePointer, String) -> T) async throws -> T {
+        let connection = try await beginCall(lease: lease)
         do {
-            return try executePrepared(connection, sql, parameters, read: read)
+            return try await executePrepared(connection, sql, parameters, read: read)
         } catch let error as PostgresError where Self.isStalePreparedStatement(error) {
             // The server no longer has the statement (someone ran DEALLOCATE / DISCARD on this
             // session) or its result columns changed under it (ALTER TABLE on `SELECT *`).
             // Prepare it afresh next time; right now too if no transaction was aborted by it.
             statements[sql] = nil
             guard PQtransactionStatus(connection) == PQTRANS_IDLE else { throw error }
-            return try executePrepared(connection, sql, parameters, read: read)
+            return try await executePrepared(connection, sql, parameters, read: read)
         }
     }
 
@@ -152,9 +164,9 @@ final class LibPQSession {
     /// tag of the last statement (e.g. `COMMIT`, or `ROLLBACK` when a COMMIT found the
     /// transaction aborted).
     @discardableResult
-    func execute(simple sql: String, lease: UInt64) throws -> String {
-        let connection = try beginCall(lease: lease)
-        let result = PQexec(connection, sql)
+    func execute(simple sql: String, lease: UInt64) async throws -> String {
+        let connection = try await beginCall(lease: lease)
+        let result = try await exec(connection, sql)
         defer { if let result { PQclear(result) } }
         try check(result, connection)
         return String(cString: PQcmdStatus(result))
@@ -172,17 +184,17 @@ final class LibPQSession {
     /// error the server skips the rest (the transaction is aborted either way), so the outcome is
     /// the same as running them one by one. Any other batch runs one statement at a time, so
     /// that autocommit statements after a failed one are not run.
-    func batch(_ statements: [PostgresStatement], lease: UInt64) throws -> [PostgresResult] {
-        let connection = try beginCall(lease: lease)
+    func batch(_ statements: [PostgresStatement], lease: UInt64) async throws -> [PostgresResult] {
+        let connection = try await beginCall(lease: lease)
         guard pipelining, PostgresConnection.isPipelined(statements, inOpenTransaction: PQtransactionStatus(connection) == PQTRANS_INTRANS) else {
-            return try statements.map { try run($0, lease: lease) }
+            return try await runEach(statements, lease: lease)
         }
         // New statements are prepared first (one round trip each, once per connection). Should the
         // cache be dropped meanwhile (its size limit), the names taken before are gone: again.
         let generation = cacheGeneration
-        var names = try statements.map { $0.isSimple ? nil : try prepared(connection, $0.sql) }
-        if cacheGeneration != generation { names = try statements.map { $0.isSimple ? nil : try prepared(connection, $0.sql) } }
-        guard PQenterPipelineMode(connection) == 1 else { return try statements.map { try run($0, lease: lease) } }
+        var names = try await preparedNames(connection, statements)
+        if cacheGeneration != generation { names = try await preparedNames(connection, statements) }
+        guard PQenterPipelineMode(connection) == 1 else { return try await runEach(statements, lease: lease) }
         // Results left unread (the connection broke halfway): the session is unusable for the
         // rest of this lease, and the next lease reconnects.
         defer { if PQexitPipelineMode(connection) != 1 { broken = true } }
@@ -197,11 +209,12 @@ final class LibPQSession {
             guard sent == 1 else { throw lost(connection) }
         }
         guard PQpipelineSync(connection) == 1 else { throw lost(connection) }
+        try await flush(connection)
 
         var results: [PostgresResult] = [], failure: PostgresError?
         results.reserveCapacity(statements.count)
         for (statement, name) in zip(statements, names) {
-            guard let result = PQgetResult(connection) else { throw lost(connection) }
+            guard let result = try await nextResult(connection) else { throw lost(connection) }
             defer { PQclear(result) }
             switch PQresultStatus(result) {
             case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
@@ -216,12 +229,12 @@ final class LibPQSession {
                 failure = failure ?? error
             }
             // Each statement's results (an aborted one's too) end with a NULL.
-            if let extra = PQgetResult(connection) {
+            if let extra = try await nextResult(connection) {
                 PQclear(extra)
                 throw PostgresError(message: "pipeline: more than one result for one statement", connectionLost: true)
             }
         }
-        guard let sync = PQgetResult(connection) else { throw lost(connection) }
+        guard let sync = try await nextResult(connection) else { throw lost(connection) }
         let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
         PQclear(sync)
         guard synced else { throw PostgresError(message: "pipeline: no sync point after the batch", connectionLost: true) }
@@ -229,10 +242,24 @@ final class LibPQSession {
         return results
     }
 
+    private func preparedNames(_ connection: OpaquePointer, _ statements: [PostgresStatement]) async throws -> [String?] {
+        var names: [String?] = []
+        names.reserveCapacity(statements.count)
+        for statement in statements { names.append(statement.isSimple ? nil : try await prepared(connection, statement.sql)) }
+        return names
+    }
+
+    private func runEach(_ statements: [PostgresStatement], lease: UInt64) async throws -> [PostgresResult] {
+        var results: [PostgresResult] = []
+        results.reserveCapacity(statements.count)
+        for statement in statements { results.append(try await run(statement, lease: lease)) }
+        return results
+    }
+
     /// One statement of a batch on its own.
-    private func run(_ statement: PostgresStatement, lease: UInt64) throws -> PostgresResult {
-        guard statement.isSimple else { return try query(statement.sql, statement.parameters, lease: lease) }
-        let tag = try execute(simple: statement.sql, lease: lease)
+    private func run(_ statement: PostgresStatement, lease: UInt64) async throws -> PostgresResult {
+        guard statement.isSimple else { return try await query(statement.sql, statement.parameters, lease: lease) }
+        let tag = try await execute(simple: statement.sql, lease: lease)
         if statement.isCommit, tag != "COMMIT" { throw PostgresError.rolledBackAtCommit(tag: tag) }
         return PostgresResult(rows: [], affectedRows: 0)
     }
@@ -263,20 +290,22 @@ final class LibPQSession {
     }
 
     private func executePrepared<T>(_ connection: OpaquePointer, _ sql: String, _ parameters: [String?],
-                                    read: (OpaquePointer, String) -> T) throws -> T {
-        let name = try prepared(connection, sql)
-        let result = withCStrings(parameters) { values in
-            PQexecPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
+                                    read: (OpaquePointer, String) -> T) async throws -> T {
+        let name = try await prepared(connection, sql)
+        let sent = withCStrings(parameters) { values in
+            PQsendQueryPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
         }
+        guard sent == 1 else { throw lost(connection) }
+        let result = try await collect(connection)
         defer { if let result { PQclear(result) } }
         try check(result, connection)
         return read(result!, name)
     }
 
-    private func prepared(_ connection: OpaquePointer, _ sql: String) throws -> String {
+    private func prepared(_ connection: OpaquePointer, _ sql: String) async throws -> String {
         if let name = statements[sql] { return name }
         if statements.count >= Self.statementCacheLimit, PQtransactionStatus(connection) != PQTRANS_INERROR {
-            if let result = PQexec(connection, "DEALLOCATE ALL") {
+            if let result = try await exec(connection, "DEALLOCATE ALL") {
                 if PQresultStatus(result) == PGRES_COMMAND_OK {
                     statements = [:]
                     layouts = [:]
@@ -287,11 +316,63 @@ final class LibPQSession {
         }
         statementCounter += 1
         let name = "pf_\(statementCounter)"
-        let result = PQprepare(connection, name, sql, 0, nil)
+        guard PQsendPrepare(connection, name, sql, 0, nil) == 1 else { throw lost(connection) }
+        let result = try await collect(connection)
         defer { if let result { PQclear(result) } }
         try check(result, connection)
         statements[sql] = name
         return name
+    }
+
+    // MARK: non-blocking I/O
+
+    /// `PQexec` without blocking: sends `sql` as a simple query and returns its last result
+    /// (nil when the connection broke before any).
+    private func exec(_ connection: OpaquePointer, _ sql: String) async throws -> OpaquePointer? {
+        guard PQsendQuery(connection, sql) == 1 else { return nil }
+        return try await collect(connection)
+    }
+
+    /// Flushes what was sent, then reads every result of the current command and returns the last
+    /// (what `PQexec` returns), or nil when there was none (the connection broke).
+    private func collect(_ connection: OpaquePointer) async throws -> OpaquePointer? {
+        try await flush(connection)
+        var last: OpaquePointer?
+        while let result = try await nextResult(connection) {
+            if let last { PQclear(last) }
+            last = result
+        }
+        return last
+    }
+
+    /// Sends everything libpq has buffered, waiting for the socket whenever it is full (and reading
+    /// what the server sent meanwhile, as libpq asks, so that neither side waits for the other).
+    private func flush(_ connection: OpaquePointer) async throws {
+        while true {
+            switch PQflush(connection) {
+            case 0: return
+            case 1:
+                try await waitForSocket(connection, writable: true)
+                guard PQconsumeInput(connection) == 1 else { throw lost(connection) }
+            default: throw lost(connection)
+            }
+        }
+    }
+
+    /// `PQgetResult` without blocking: waits for the socket until the next result is complete.
+    /// A read error leaves the connection broken, and `PQgetResult` reports it (or nil).
+    private func nextResult(_ connection: OpaquePointer) async throws -> OpaquePointer? {
+        while PQisBusy(connection) == 1 {
+            try await waitForSocket(connection, writable: false)
+            if PQconsumeInput(connection) == 0 { break }
+        }
+        return PQgetResult(connection)
+    }
+
+    private func waitForSocket(_ connection: OpaquePointer, writable: Bool) async throws {
+        let fd = PQsocket(connection)
+        guard fd >= 0 else { throw lost(connection) }
+        try await SocketReactor.shared.wait(fd: fd, writable: writable)
     }
 
     /// Throws unless `result` is a success.
@@ -394,6 +475,9 @@ final class LibPQSession {
 /// All of them are copied, NUL-terminated, into one buffer (on the stack when small), with one
 /// array of pointers into it: a payment's insert has 27 parameters, and a copy and a free per
 /// parameter (`strdup`) showed up in the worker's profile.
+/// A `PGconn *` handed from the connecting thread to the task that owns it from then on.
+private struct UnsafeSendablePointer: @unchecked Sendable { let pointer: OpaquePointer? }
+
 private func withCStrings<R>(_ strings: [String?], _ body: (UnsafeBufferPointer<UnsafePointer<CChar>?>) -> R) -> R {
     var total = 0
     for string in strings { if let string { total += string.utf8.count + 1 } }

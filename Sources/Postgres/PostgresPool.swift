@@ -1,8 +1,8 @@
-import ConnectionThread
 import Logging
 import Synchronization
 
-/// A fixed-size pool of libpq connections, each owned by its own thread.
+/// A fixed-size pool of libpq connections, in non-blocking mode under the process's one
+/// `SocketReactor`.
 ///
 /// - Connections open lazily, on the first call through a lease.
 /// - Leasing is async and FIFO: when all connections are leased, callers wait in arrival order
@@ -11,7 +11,7 @@ import Synchronization
 ///   inside a transaction is rolled back first.
 /// - Blocking never happens on Swift's cooperative threads.
 public final class PostgresPool: Sendable {
-    private let threads: [ConnectionThread<LibPQSession>]
+    private let slots: [SessionSlot]
     private let state: Mutex<LeaseState>
     private let logger: Logger
 
@@ -26,19 +26,13 @@ public final class PostgresPool: Sendable {
         precondition(size > 0, "PostgresPool needs at least one connection")
         let host = configuration["host"] ?? configuration["hostaddr"] ?? "default"
         let database = configuration["dbname"] ?? "default"
-        threads = (0..<size).map { index in
+        slots = (0..<size).map { index in
             let label = "\(host)/\(database)#\(index)"
-            return ConnectionThread(
-                name: "postgres-\(index)",
-                state: LibPQSession(conninfo: configuration.conninfo, label: label, pipelining: configuration.pipelining, logger: logger),
-                teardown: { session in session.close() })
+            return SessionSlot(session: LibPQSession(conninfo: configuration.conninfo, label: label,
+                                                     pipelining: configuration.pipelining, logger: logger))
         }
         state = Mutex(LeaseState(idle: Array((0..<size).reversed())))
         self.logger = logger
-    }
-
-    deinit {
-        for thread in threads { thread.shutdown() }
     }
 
     /// Leases a connection for the duration of `body`. Waits (FIFO) while all are leased.
@@ -46,7 +40,7 @@ public final class PostgresPool: Sendable {
     nonisolated(nonsending)
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let (index, lease) = try await acquire()
-        let connection = PostgresConnection(thread: threads[index], lease: lease)
+        let connection = PostgresConnection(slot: slots[index], lease: lease)
         defer {
             connection.endLease()
             release(index)
@@ -82,7 +76,7 @@ public final class PostgresPool: Sendable {
     }
 
     /// Fails waiting and future leases, lets calls already queued finish, then closes every
-    /// connection and stops its thread. Calls made through leases still open afterwards throw.
+    /// connection. Calls made through leases still open afterwards throw.
     public func close() async {
         let waiters = state.withLock { state in
             state.closed = true
@@ -90,7 +84,7 @@ public final class PostgresPool: Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.continuation.resume(throwing: PostgresError(message: "PostgresPool is closed")) }
-        for thread in threads { await thread.shutdownAndWait() }
+        for slot in slots { await slot.close() }
         logger.debug("postgres pool closed")
     }
 

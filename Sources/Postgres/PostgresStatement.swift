@@ -36,16 +36,15 @@ public struct PostgresStatement: Sendable {
 }
 
 extension PostgresConnection {
-    /// Runs `statements` in order in one hop onto the connection's thread, stopping at the first
+    /// Runs `statements` in order, stopping at the first
     /// error, which is thrown. A `COMMIT` that the server answers with `ROLLBACK` (an earlier
     /// statement failed) throws SQLSTATE 25P02. Statements within one explicit transaction go in
     /// one network round trip (libpq's pipeline mode; see `LibPQSession.batch`).
     ///
-    /// Why: every hop between a task and the connection thread costs two context switches, and
-    /// every round trip another two on each side; a command's transaction needs four hops and
-    /// four round trips this way instead of eight and a dozen.
+    /// Why: every round trip costs a wait for the socket and a resumption of the task, on both
+    /// sides; a command's transaction needs four round trips this way instead of a dozen.
     public func batch(_ statements: [PostgresStatement]) async throws -> [PostgresResult] {
-        try await run { session, lease in try session.batch(statements, lease: lease) }
+        try await run { session, lease in try await session.batch(statements, lease: lease) }
     }
 
     /// Whether `batch` sends `statements` as one pipeline (see `LibPQSession.batch`).

@@ -227,11 +227,12 @@ struct PostgresPoolTests {
         await pool.close()
     }
 
-    @Test("blocked libpq calls do not hold Swift's cooperative threads")
+    @Test("calls waiting for the server do not hold Swift's cooperative threads")
     func blockingStaysOffTheCooperativePool() async throws {
-        // Three calls block in libpq on an advisory lock: more than the cooperative pool has
-        // threads on a 2-core machine. If they blocked those threads, the queries below that
-        // observe them and release the lock could never run and the test would hit its time limit.
+        // Three calls wait on an advisory lock: more than the cooperative pool has threads on a
+        // 2-core machine. If they blocked those threads (a blocking libpq call on the task's
+        // thread), the queries below that observe them and release the lock could never run and
+        // the test would hit its time limit.
         let holder = try Self.makePool(size: 1)
         let waiters = try Self.makePool(size: 3)
         let key = Int.random(in: 1_000_000...2_000_000_000)
@@ -255,6 +256,43 @@ struct PostgresPoolTests {
         }
         await holder.close()
         await waiters.close()
+    }
+
+    @Test("a 16 MB parameter and a 16 MB result go through the non-blocking connection whole")
+    func largeMessagesAreFlushedAndReadWhole() async throws {
+        // Far more than a socket buffer holds: the send waits for the socket to drain (`PQflush`
+        // answers 1 until it has), and the result arrives over many reads.
+        let pool = try Self.makePool(size: 1)
+        let text = String(repeating: "0123456789abcdef", count: 1 << 20)
+        let row = try #require(try await pool.query(
+            "SELECT length($1::text) AS n, md5($1::text) = md5(repeat('0123456789abcdef', 1048576)) AS same, $1::text AS back",
+            [text]).rows.first)
+        #expect(try row.int("n") == text.utf8.count)
+        #expect(try row.bool("same"))
+        #expect(try row.string("back") == text)
+        // The connection is still in step: the next statement gets its own answer.
+        #expect(try await pool.query("SELECT 41 + 1 AS n").first!.int("n") == 42)
+        await pool.close()
+    }
+
+    @Test("calls made at once on one leased connection run one after another, each with its own answer")
+    func concurrentCallsOnOneConnectionTakeTurns() async throws {
+        let pool = try Self.makePool(size: 1)
+        try await pool.withConnection { connection in
+            // Connected first, so that every call below shares the one libpq connection.
+            _ = try await connection.query("SELECT 1 AS n")
+            try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        let sleep = index.isMultiple(of: 3) ? "pg_sleep(0.01), " : ""
+                        let rows = try await connection.query("SELECT \(sleep)$1::int * 2 AS n", [index])
+                        return (index, try rows.first!.int("n"))
+                    }
+                }
+                for try await (index, doubled) in group { #expect(doubled == index * 2) }
+            }
+        }
+        await pool.close()
     }
 
     @Test("a statement is prepared once per connection and reused")
