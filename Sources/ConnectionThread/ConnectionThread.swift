@@ -4,9 +4,9 @@ import Foundation
 /// One dedicated OS thread that owns one blocking C connection (`State`) and runs jobs against
 /// it one at a time, in submission order.
 ///
-/// Why: libpq and hiredis block in `read(2)`. Swift's cooperative pool has as many threads as
-/// cores (2 here), so a blocking call on it stalls every task in the process. Async callers
-/// hop onto this thread with `run(_:)` and are resumed through a continuation when the job is done.
+/// Why: hiredis blocks in `read(2)` (libpq no longer does: `Postgres` runs it non-blocking under
+/// one event loop). Swift's cooperative pool has as many threads as cores (2 here), so a blocking
+/// call on it stalls every task in the process. Async callers hop onto this thread with `run(_:)` and are resumed through a continuation when the job is done.
 ///
 /// A caller already on a thread that may block (a `BlockingExecutor`'s) runs its job itself when
 /// the connection is idle, without the two thread switches of a hop: a command's PostgreSQL and

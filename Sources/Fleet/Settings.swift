@@ -79,7 +79,7 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("group-commit-runners"), help: "Group transactions running at once, at least (at most the concurrency); more start while a full group waits, up to the concurrency (env PAYFLEET_GROUP_COMMIT_RUNNERS).")
     public var groupCommitRunners: Int = Int(environment("PAYFLEET_GROUP_COMMIT_RUNNERS") ?? "") ?? 8
 
-    @Option(name: .customLong("command-threads"), help: "1: each command in flight runs on a thread of its own and makes its PostgreSQL and Redis calls there, without a thread switch per call; 0: on Swift's shared threads, every call a hop to the connection's thread (env PAYFLEET_COMMAND_THREADS; off by default: on a quiet 2-core machine it drained at the same rate and CPU per command as 0).")
+    @Option(name: .customLong("command-threads"), help: "1: each command in flight runs on a thread of its own and makes its Redis calls there, without a thread switch per call (its PostgreSQL calls wait on the event loop either way); 0: on Swift's shared threads, every Redis call a hop to the connection's thread (env PAYFLEET_COMMAND_THREADS; off by default: on a quiet 2-core machine it drained at the same rate and CPU per command as 0).")
     public var commandThreads: Int = Int(environment("PAYFLEET_COMMAND_THREADS") ?? "") ?? 0
 
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to finish in-flight work and flush the outbox on SIGTERM/SIGINT (env PAYFLEET_SHUTDOWN_TIMEOUT).")

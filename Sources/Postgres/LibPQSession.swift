@@ -285,8 +285,11 @@ final class LibPQSession: @unchecked Sendable {
         return true
     }
 
+    /// The error for a connection that broke mid-call. The rest of the lease fails, and the next
+    /// lease reconnects: what was sent and read is not known.
     private func lost(_ connection: OpaquePointer) -> PostgresError {
-        PostgresError(message: Self.connectionMessage(connection), connectionLost: true)
+        broken = true
+        return PostgresError(message: Self.connectionMessage(connection), connectionLost: true)
     }
 
     private func executePrepared<T>(_ connection: OpaquePointer, _ sql: String, _ parameters: [String?],
@@ -364,7 +367,12 @@ final class LibPQSession: @unchecked Sendable {
     private func nextResult(_ connection: OpaquePointer) async throws -> OpaquePointer? {
         while PQisBusy(connection) == 1 {
             try await waitForSocket(connection, writable: false)
-            if PQconsumeInput(connection) == 0 { break }
+            guard PQconsumeInput(connection) == 1 else {
+                // A lost connection (closed socket): `PQgetResult` reports it without waiting.
+                // Anything else, and it could block: give up on the connection instead.
+                if PQstatus(connection) == CONNECTION_BAD { break }
+                throw lost(connection)
+            }
         }
         return PQgetResult(connection)
     }
