@@ -363,7 +363,7 @@ final class LibPQSession: @unchecked Sendable {
     }
 
     /// `PQgetResult` without blocking: waits for the socket until the next result is complete.
-    /// A read error leaves the connection broken, and `PQgetResult` reports it (or nil).
+    /// A lost connection is reported by `PQgetResult` (or nil); any other failed read throws.
     private func nextResult(_ connection: OpaquePointer) async throws -> OpaquePointer? {
         while PQisBusy(connection) == 1 {
             try await waitForSocket(connection, writable: false)

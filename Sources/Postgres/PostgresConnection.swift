@@ -98,23 +98,23 @@ final class SessionSlot: Sendable {
     }
 
     private func acquire() async {
-        let free = state.withLock { state -> Bool in
-            if state.busy { return false }
-            state.busy = true
-            return true
-        }
-        if free { return }
+        if state.withLock({ Self.take(&$0) }) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // Taken again under the lock: the session may have been released meanwhile.
             let now = state.withLock { state -> Bool in
-                if state.busy {
-                    state.waiters.append(continuation)
-                    return false
-                }
-                state.busy = true
-                return true
+                if Self.take(&state) { return true }
+                state.waiters.append(continuation)
+                return false
             }
             if now { continuation.resume() }
         }
+    }
+
+    /// Marks the session busy if it was free.
+    private static func take(_ state: inout State) -> Bool {
+        if state.busy { return false }
+        state.busy = true
+        return true
     }
 
     /// Hands the session to the next waiter (it stays busy), or marks it free.
